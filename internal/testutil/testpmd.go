@@ -1,0 +1,380 @@
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestpmdOptions configures one dpdk-testpmd process.
+type TestpmdOptions struct {
+	Name      string   // used for the log file name and --file-prefix
+	MainLcore int      // 0 or 1; the forwarding lcore is the other CPU (PEERS G5)
+	Vdevs     []string // e.g. "net_virtio_user0,path=/x/a.sock,mac=02:00:00:00:00:01"
+	Args      []string // testpmd app args after "--", e.g. --forward-mode=txonly
+	NoHuge    bool     // "--no-huge -m 512 --file-prefix NAME-PID" instead of "--in-memory --single-file-segments -m 256"
+	Dir       string   // where the log goes (default: a ShortTempDir)
+}
+
+// Testpmd is a running dpdk-testpmd.
+type Testpmd struct {
+	Name    string
+	LogPath string
+	Cmdline []string
+
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once the process has exited and waitErr is set
+	waitErr error
+	prefix  string // --file-prefix, for runtime dir cleanup ("" with --in-memory)
+}
+
+// PortStats are the final "Forward statistics for port N" counters.
+type PortStats struct{ RxPackets, RxDropped, TxPackets, TxDropped uint64 }
+
+// memFailureMarkers are logged when virtio_user cannot pass its memory to the backend.
+// testpmd keeps running in that case and silently drops everything (PEERS 1.2, G2).
+var memFailureMarkers = []string{"Failed to start device", "Too many memory regions"}
+
+func memFailure(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		for _, m := range memFailureMarkers {
+			if strings.Contains(line, m) {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	return ""
+}
+
+// StartTestpmd starts dpdk-testpmd with -l 0,1 --no-pci and the memory mode of o,
+// plus --stats-period 1 --auto-start (unless o.Args has -i or sets them) and
+// --total-num-mbufs=16384 (unless set; the default pool does not fit in -m 256).
+// stdin is /dev/null; stdout and stderr go to Dir/NAME.log. The process is killed
+// at test cleanup if still running.
+func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
+	t.Helper()
+	bin := RequireBinary(t, "dpdk-testpmd")
+	if !o.NoHuge {
+		RequireHugepages(t, 128) // -m 256 of 2 MiB pages
+	}
+	if o.Name == "" {
+		o.Name = "testpmd"
+	}
+	if o.Dir == "" {
+		o.Dir = ShortTempDir(t)
+	}
+	p := &Testpmd{Name: o.Name, LogPath: filepath.Join(o.Dir, o.Name+".log"), done: make(chan struct{})}
+
+	args := []string{"-l", "0,1", "--main-lcore", strconv.Itoa(o.MainLcore), "--no-pci"}
+	if o.NoHuge {
+		// Needs no hugepages; a unique prefix because the runtime dir /var/run/dpdk/PREFIX is
+		// locked per process (G8). --no-huge cannot be combined with --in-memory.
+		p.prefix = fmt.Sprintf("%s-%d", o.Name, os.Getpid())
+		args = append(args, "--no-huge", "-m", "512", "--file-prefix", p.prefix)
+	} else {
+		// memfd-backed hugepages: no files, no runtime dir, and few enough regions
+		// for virtio_user's SET_MEM_TABLE (max 8; G2).
+		args = append(args, "--in-memory", "--single-file-segments", "-m", "256")
+	}
+	for _, v := range o.Vdevs {
+		args = append(args, "--vdev", v)
+	}
+	args = append(args, "--")
+	args = append(args, o.Args...)
+	has := func(flag string) bool {
+		return slices.ContainsFunc(o.Args, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
+	}
+	if !has("-i") && !has("--interactive") {
+		// Without --stats-period (or an open stdin) --auto-start waits for Enter, reads EOF
+		// from /dev/null and quits at once (G4).
+		if !has("--auto-start") && !has("-a") {
+			args = append(args, "--auto-start")
+		}
+		if !has("--stats-period") {
+			args = append(args, "--stats-period", "1")
+		}
+	}
+	if !has("--total-num-mbufs") {
+		args = append(args, "--total-num-mbufs=16384")
+	}
+	p.Cmdline = append([]string{bin}, args...)
+
+	logf, err := os.Create(p.LogPath)
+	if err != nil {
+		t.Fatalf("testpmd %s: %v", o.Name, err)
+	}
+	defer logf.Close() // the child keeps its own descriptor
+	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null
+	// Kill testpmd if the test binary dies (panic, timeout): it busy-polls a CPU.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("testpmd %s: %v", o.Name, err)
+	}
+	t.Logf("testpmd %s: pid %d, log %s", o.Name, p.cmd.Process.Pid, p.LogPath)
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("testpmd %s log tail:\n%s", p.Name, tail(p.Log(), 30))
+		}
+		if p.prefix != "" {
+			// --no-huge (without --in-memory) leaves its runtime dir behind (G8).
+			for _, d := range []string{"/var/run/dpdk", os.Getenv("XDG_RUNTIME_DIR") + "/dpdk", "/tmp/dpdk"} {
+				os.RemoveAll(filepath.Join(d, p.prefix))
+			}
+		}
+	})
+	return p
+}
+
+func (p *Testpmd) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Pid returns the process id.
+func (p *Testpmd) Pid() int { return p.cmd.Process.Pid }
+
+// Log returns the whole log so far.
+func (p *Testpmd) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// WaitLog waits until the log contains substr. It fails the test with the log tail on
+// timeout, when testpmd exits, or when the log shows a virtio_user memory failure.
+func (p *Testpmd) WaitLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		exited := p.exited() // before reading the log, so a last line is not missed
+		log := p.Log()
+		if m := memFailure(log); m != "" {
+			t.Fatalf("testpmd %s: virtio_user memory failure: %q\n%s", p.Name, m, tail(log, 30))
+		}
+		if strings.Contains(log, substr) {
+			return
+		}
+		if exited {
+			t.Fatalf("testpmd %s exited (%v) before logging %q:\n%s", p.Name, p.waitErr, substr, tail(log, 30))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testpmd %s: %q not logged within %v:\n%s", p.Name, substr, timeout, tail(log, 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGINT (SIGKILL after 20 s), waits, and returns the final per-port forward
+// statistics. The error reports a memory failure, a kill, an unexpected exit status or
+// missing statistics; the stats are returned whenever they could be parsed.
+func (p *Testpmd) Stop() (map[int]PortStats, error) {
+	var errs []error
+	if !p.exited() {
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			errs = append(errs, fmt.Errorf("testpmd %s ignored SIGINT for 20s, killed", p.Name))
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("testpmd %s had already exited: %v", p.Name, p.waitErr))
+	}
+	log := p.Log()
+	if m := memFailure(log); m != "" {
+		errs = append(errs, fmt.Errorf("testpmd %s: virtio_user memory failure: %q", p.Name, m))
+	}
+	if p.waitErr != nil && !isSignal(p.waitErr, syscall.SIGINT) {
+		errs = append(errs, fmt.Errorf("testpmd %s exit: %v", p.Name, p.waitErr))
+	}
+	stats := ParseTestpmdForwardStats(log)
+	if len(stats) == 0 {
+		errs = append(errs, fmt.Errorf("testpmd %s: no forward statistics in log:\n%s", p.Name, tail(log, 20)))
+	}
+	return stats, errors.Join(errs...)
+}
+
+// isSignal reports whether err is an exit caused by sig.
+func isSignal(err error, sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			return ws.Signaled() && ws.Signal() == sig
+		}
+	}
+	return false
+}
+
+var (
+	reFwdHeader = regexp.MustCompile(`Forward statistics for port (\d+)`)
+	reCounter   = regexp.MustCompile(`(RX-packets|RX-dropped|TX-packets|TX-dropped):\s+(\d+)`)
+)
+
+// ParseTestpmdForwardStats parses the "Forward statistics for port N" blocks testpmd
+// prints when forwarding stops. Later blocks replace earlier ones, so the result is the
+// final count of each port.
+func ParseTestpmdForwardStats(log string) map[int]PortStats {
+	out := map[int]PortStats{}
+	port := -1
+	for _, line := range strings.Split(log, "\n") {
+		if m := reFwdHeader.FindStringSubmatch(line); m != nil {
+			port, _ = strconv.Atoi(m[1])
+			out[port] = PortStats{}
+			continue
+		}
+		if port < 0 {
+			continue
+		}
+		ms := reCounter.FindAllStringSubmatch(line, -1)
+		if ms == nil {
+			// The block ends with a line of dashes; any other counter line (e.g.
+			// Bad-ipcsum) is skipped.
+			if strings.Trim(strings.TrimSpace(line), "-") == "" && strings.TrimSpace(line) != "" {
+				port = -1
+			}
+			continue
+		}
+		s := out[port]
+		for _, m := range ms {
+			n, _ := strconv.ParseUint(m[2], 10, 64)
+			switch m[1] {
+			case "RX-packets":
+				s.RxPackets = n
+			case "RX-dropped":
+				s.RxDropped = n
+			case "TX-packets":
+				s.TxPackets = n
+			case "TX-dropped":
+				s.TxDropped = n
+			}
+		}
+		out[port] = s
+	}
+	return out
+}
+
+var (
+	reNICHeader = regexp.MustCompile(`NIC statistics for port (\d+)`)
+	reRxPkts    = regexp.MustCompile(`RX-packets:\s+(\d+)`)
+	reTxPkts    = regexp.MustCompile(`TX-packets:\s+(\d+)`)
+	reRxPps     = regexp.MustCompile(`Rx-pps:\s+(\d+)`)
+	reTxPps     = regexp.MustCompile(`Tx-pps:\s+(\d+)`)
+)
+
+// TestpmdRate computes the steady-state receive and transmit rate of port from a log
+// written with --stats-period (Go version of peers/scripts/pps.py).
+//
+// testpmd prints a block about every 2 s (not every period; G6) with cumulative counters
+// and the pps since the previous block, so each interval lasts delta/pps seconds. Leading
+// idle blocks and then skip warm-up blocks are dropped; blocks are summed until secs
+// seconds are covered (secs <= 0: all).
+func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps float64) {
+	if secs <= 0 {
+		secs = 1e18
+	}
+	type block struct{ rxc, txc, rxpps, txpps uint64 }
+	var blocks []block
+	var cur *block
+	num := func(re *regexp.Regexp, line string) (uint64, bool) {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			return 0, false
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n, true
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if m := reNICHeader.FindStringSubmatch(line); m != nil {
+			cur = nil
+			if n, _ := strconv.Atoi(m[1]); n == port {
+				cur = &block{}
+			}
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		if n, ok := num(reRxPkts, line); ok {
+			cur.rxc = n
+		}
+		if n, ok := num(reTxPkts, line); ok {
+			cur.txc = n
+		}
+		if n, ok := num(reRxPps, line); ok {
+			cur.rxpps = n
+		}
+		if n, ok := num(reTxPps, line); ok { // Tx-pps is the block's last rate line
+			cur.txpps = n
+			blocks = append(blocks, *cur)
+			cur = nil
+		}
+	}
+
+	type row struct {
+		drx, dtx uint64
+		dur      float64
+	}
+	var rows []row
+	var prev block
+	for _, b := range blocks {
+		r := row{drx: b.rxc - prev.rxc, dtx: b.txc - prev.txc}
+		switch {
+		case b.rxpps > 0:
+			r.dur = float64(r.drx) / float64(b.rxpps)
+		case b.txpps > 0:
+			r.dur = float64(r.dtx) / float64(b.txpps)
+		}
+		rows = append(rows, r)
+		prev = b
+	}
+	first := len(rows)
+	for i, r := range rows {
+		if r.dur > 0 {
+			first = i
+			break
+		}
+	}
+	var rx, tx uint64
+	var covered float64
+	var n int
+	for i := first + skip; i < len(rows); i++ {
+		r := rows[i]
+		if covered >= secs || r.dur == 0 {
+			if n > 0 {
+				break
+			}
+			continue
+		}
+		rx += r.drx
+		tx += r.dtx
+		covered += r.dur
+		n++
+	}
+	if covered == 0 {
+		return 0, 0
+	}
+	return float64(rx) / covered / 1e6, float64(tx) / covered / 1e6
+}

@@ -1,0 +1,294 @@
+package vswitch
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Port is a switch port's data-plane side. A worker makes one call per
+// batch, never one per packet.
+type Port interface {
+	// QueuePairs is how many receive queues the worker loop polls.
+	QueuePairs() int
+	// Receive fills b with up to BatchSize packets from queue q.
+	Receive(w *Worker, q int, b *Batch, c *PortCounters) int
+	// Release gives the sender back the buffers of the packets in b.
+	Release(b *Batch)
+	// Transmit copies the packets b.Pkts[sel[i]] out of the port. It
+	// counts what it sends and drops in c.
+	Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
+}
+
+// PortInfo is a port as the switch holds it.
+type PortInfo struct {
+	ID       uint16
+	Name     string
+	Type     string
+	Bridge   string
+	Counters *PortCounters
+	Port     Port
+}
+
+// Bridge is an L2 learning bridge.
+type Bridge struct {
+	Name    string
+	FDB     *FDB
+	MaxAge  uint32 // seconds an FDB entry lives without traffic
+	members []uint16
+}
+
+// config is the immutable snapshot workers run on; the control plane
+// builds a new one and swaps it.
+type config struct {
+	ports   [MaxPorts]*portEntry
+	bridges map[string]*Bridge
+}
+
+type portEntry struct {
+	PortInfo
+	bridge *Bridge
+}
+
+// Options configure a switch.
+type Options struct {
+	Workers int   // polling workers, 1 if zero
+	CPUs    []int // CPU for each worker, if pinned
+	// Busy makes workers spin when idle instead of backing off to short
+	// sleeps. Busy is what a benchmark wants; the default leaves CPU to
+	// guests on a small host.
+	Busy bool
+	Log  *logrus.Entry
+}
+
+// Switch owns ports, bridges and workers.
+type Switch struct {
+	opts    Options
+	log     *logrus.Entry
+	cfg     atomic.Pointer[config]
+	workers []*Worker
+	clock   atomic.Uint32 // coarse seconds for FDB aging
+	mu      sync.Mutex    // serializes control-plane changes
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New starts a switch with its workers.
+func New(opts Options) *Switch {
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	s := &Switch{opts: opts, log: opts.Log, stop: make(chan struct{})}
+	s.cfg.Store(&config{bridges: map[string]*Bridge{}})
+	for i := 0; i < opts.Workers; i++ {
+		w := newWorker(s, i)
+		if i < len(opts.CPUs) {
+			w.cpu = opts.CPUs[i]
+		}
+		s.workers = append(s.workers, w)
+	}
+	if runtime.GOMAXPROCS(0) <= opts.Workers {
+		// Keep a processor for the control plane beside the locked workers.
+		runtime.GOMAXPROCS(opts.Workers + 1)
+	}
+	for _, w := range s.workers {
+		s.wg.Add(1)
+		go w.run()
+	}
+	s.wg.Add(1)
+	go s.housekeeping()
+	return s
+}
+
+// Close stops the workers.
+func (s *Switch) Close() {
+	close(s.stop)
+	s.wg.Wait()
+}
+
+func (s *Switch) housekeeping() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.clock.Add(1)
+			for _, b := range s.cfg.Load().bridges {
+				if n := b.FDB.Age(now, b.MaxAge); n > 0 {
+					s.log.WithFields(logrus.Fields{"bridge": b.Name, "entries": n}).Debug("aged out MAC entries")
+				}
+			}
+		}
+	}
+}
+
+// Now is the coarse clock FDB ages are measured in.
+func (s *Switch) Now() uint32 { return s.clock.Load() }
+
+// publish swaps in c and waits until no worker runs on the old snapshot.
+func (s *Switch) publish(c *config) {
+	s.cfg.Store(c)
+	s.Quiesce()
+}
+
+func (s *Switch) clone() *config {
+	old := s.cfg.Load()
+	c := &config{ports: old.ports, bridges: make(map[string]*Bridge, len(old.bridges))}
+	for k, v := range old.bridges {
+		c.bridges[k] = v
+	}
+	return c
+}
+
+// Quiesce returns once every worker has been outside a batch at least once
+// since the call: nothing it loaded before the call is still in use.
+func (s *Switch) Quiesce() {
+	for _, w := range s.workers {
+		e := w.epoch.Load()
+		if e&1 == 0 {
+			continue
+		}
+		for spins := 0; w.epoch.Load() == e; spins++ {
+			if spins < 100 {
+				runtime.Gosched()
+			} else {
+				time.Sleep(10 * time.Microsecond)
+			}
+		}
+	}
+}
+
+// AddBridge creates a bridge.
+func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clone()
+	if _, ok := c.bridges[name]; ok {
+		return fmt.Errorf("bridge %q exists", name)
+	}
+	if fdbSize <= 0 {
+		fdbSize = 8192
+	}
+	if maxAge <= 0 {
+		maxAge = 300 * time.Second
+	}
+	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize), MaxAge: uint32(maxAge / time.Second)}
+	s.publish(c)
+	return nil
+}
+
+// ErrNoBridge is returned for a port on a bridge that does not exist.
+var ErrNoBridge = errors.New("no such bridge")
+
+// AddPort attaches p to bridge under name and returns its counters.
+func (s *Switch) AddPort(name, typ, bridge string, p Port) (*PortInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clone()
+	br, ok := c.bridges[bridge]
+	if !ok {
+		return nil, fmt.Errorf("port %q: %w %q", name, ErrNoBridge, bridge)
+	}
+	id := -1
+	for i := range c.ports {
+		if c.ports[i] != nil && c.ports[i].Name == name {
+			return nil, fmt.Errorf("port %q exists", name)
+		}
+		if c.ports[i] == nil && id < 0 {
+			id = i
+		}
+	}
+	if id < 0 {
+		return nil, fmt.Errorf("port %q: all %d ports are in use", name, MaxPorts)
+	}
+	e := &portEntry{PortInfo: PortInfo{ID: uint16(id), Name: name, Type: typ, Bridge: bridge, Counters: &PortCounters{}, Port: p}}
+	nb := *br
+	nb.members = append(append([]uint16(nil), br.members...), uint16(id))
+	e.bridge = &nb
+	c.bridges[bridge] = &nb
+	c.ports[id] = e
+	relinkBridge(c, &nb)
+	s.publish(c)
+	return &e.PortInfo, nil
+}
+
+// relinkBridge points every member of b at the new bridge value.
+func relinkBridge(c *config, b *Bridge) {
+	for _, id := range b.members {
+		pe := *c.ports[id]
+		pe.bridge = b
+		c.ports[id] = &pe
+	}
+}
+
+// RemovePort detaches a port; once it returns no worker touches it.
+func (s *Switch) RemovePort(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clone()
+	for i, e := range c.ports {
+		if e == nil || e.Name != name {
+			continue
+		}
+		c.ports[i] = nil
+		nb := *e.bridge
+		nb.members = nil
+		for _, m := range e.bridge.members {
+			if m != e.ID {
+				nb.members = append(nb.members, m)
+			}
+		}
+		c.bridges[nb.Name] = &nb
+		relinkBridge(c, &nb)
+		s.publish(c)
+		nb.FDB.FlushPort(e.ID)
+		return nil
+	}
+	return fmt.Errorf("no port %q", name)
+}
+
+// Ports lists the ports by name.
+func (s *Switch) Ports() []PortInfo {
+	c := s.cfg.Load()
+	var out []PortInfo
+	for _, e := range c.ports {
+		if e != nil {
+			out = append(out, e.PortInfo)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Bridges lists the bridges by name.
+func (s *Switch) Bridges() []*Bridge {
+	c := s.cfg.Load()
+	var out []*Bridge
+	for _, b := range c.bridges {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// PortName returns the name of port id, for FDB listings.
+func (s *Switch) PortName(id uint16) string {
+	if int(id) < MaxPorts {
+		if e := s.cfg.Load().ports[id]; e != nil {
+			return e.Name
+		}
+	}
+	return ""
+}

@@ -1,0 +1,322 @@
+package vswitch
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vswitch/vswitch/vhostuser"
+	"github.com/vswitch/vswitch/virtio"
+)
+
+// VhostPort connects a vhost-user device to the switch. The device's
+// control goroutine publishes ring state (vhostuser.Backend); workers move
+// packets (Port).
+type VhostPort struct {
+	sw     *Switch
+	pairs  int
+	state  atomic.Pointer[vhostuser.State]
+	rxLock [vhostuser.MaxQueuePairs]sync.Mutex // guest receive queues may be fed by several workers
+	rarp   atomic.Uint64                       // pending RARP announcement: mac | 1<<63
+	// OnFault is called (from a worker) when touching the guest's memory
+	// faulted; the owner drops the connection so the guest starts afresh.
+	OnFault func(reason any)
+	// Corrupt counts queues stopped because the guest broke the ring.
+	Corrupt atomic.Uint64
+}
+
+// NewVhostPort returns a port with up to pairs queue pairs.
+func NewVhostPort(sw *Switch, pairs int) *VhostPort {
+	if pairs <= 0 {
+		pairs = 1
+	}
+	return &VhostPort{sw: sw, pairs: pairs}
+}
+
+// Publish implements vhostuser.Backend.
+func (p *VhostPort) Publish(st *vhostuser.State) {
+	p.state.Store(st)
+	p.sw.Quiesce()
+}
+
+// SendRARP implements vhostuser.Backend: the next poll of queue 0 sends a
+// RARP from mac into the bridge, as DPDK's vhost library does after a
+// migration, so the FDB and physical switches learn where the guest is.
+func (p *VhostPort) SendRARP(mac net.HardwareAddr) {
+	if len(mac) == 6 {
+		p.rarp.Store(MAC48(mac) | 1<<63)
+	}
+}
+
+// Fault stops the port after a memory fault in its guest memory.
+func (p *VhostPort) Fault(reason any) {
+	p.state.Store(nil)
+	if p.OnFault != nil {
+		go p.OnFault(reason)
+	}
+}
+
+// Running says whether the guest's rings run.
+func (p *VhostPort) Running() bool { return p.state.Load().Running() }
+
+// QueuePairs implements Port.
+func (p *VhostPort) QueuePairs() int { return p.pairs }
+
+// Receive implements Port: it dequeues the guest's transmit queue q,
+// copying each frame's first HeadLen bytes and leaving the rest in place.
+func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
+	st := p.state.Load()
+	if st == nil || q >= len(st.Tx) {
+		return 0
+	}
+	if q == 0 && p.rarp.Load() != 0 {
+		p.injectRARP(b, c)
+	}
+	txq := st.Tx[q]
+	if txq == nil {
+		return b.N
+	}
+	b.srcQ = txq
+	avail, err := txq.Avail()
+	if err != nil {
+		p.stopCorrupt(st, c)
+		return 0
+	}
+	if avail > BatchSize-b.N {
+		avail = BatchSize - b.N
+	}
+	hdrLen := st.HdrLen
+	var drops [NumDropReasons]uint64
+	var bytes uint64
+	for k := 0; k < avail; k++ {
+		pkt := &b.Pkts[b.N]
+		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
+		if cerr != virtio.ChainOK {
+			drops[cerr]++
+			if cerr != virtio.ChainBadHead {
+				txq.PutUsed(head, 0)
+			}
+			continue
+		}
+		frame := total - hdrLen
+		if frame < EthHdrLen {
+			drops[DropRunt]++
+			txq.PutUsed(head, 0)
+			continue
+		}
+		pkt.Len, pkt.desc, pkt.local = frame, head, false
+		pkt.NSegs = nseg
+		pkt.trim(hdrLen)
+		pkt.NHead = pkt.gather(pkt.Head[:min(frame, HeadLen)])
+		bytes += uint64(frame)
+		b.N++
+	}
+	for r, n := range drops {
+		if n != 0 {
+			c.Drops[r].Add(n)
+		}
+	}
+	if b.N > 0 {
+		c.RxPackets.Add(uint64(b.N))
+		c.RxBytes.Add(bytes)
+	} else {
+		txq.Flush() // return refused chains now
+	}
+	return b.N
+}
+
+// trim drops the first n bytes of the segments.
+func (pkt *Packet) trim(n int) {
+	i := 0
+	for n > 0 && i < pkt.NSegs {
+		if len(pkt.Segs[i]) > n {
+			pkt.Segs[i] = pkt.Segs[i][n:]
+			break
+		}
+		n -= len(pkt.Segs[i])
+		i++
+	}
+	if i > 0 {
+		copy(pkt.Segs[:], pkt.Segs[i:pkt.NSegs])
+		pkt.NSegs -= i
+	}
+}
+
+// gather copies the first len(dst) bytes of the segments into dst and
+// drops them from the segments.
+func (pkt *Packet) gather(dst []byte) int {
+	n := 0
+	for n < len(dst) && pkt.NSegs > 0 {
+		c := copy(dst[n:], pkt.Segs[0])
+		n += c
+		if c < len(pkt.Segs[0]) {
+			pkt.Segs[0] = pkt.Segs[0][c:]
+			break
+		}
+		pkt.trim(c)
+	}
+	return n
+}
+
+func (p *VhostPort) injectRARP(b *Batch, c *PortCounters) {
+	v := p.rarp.Swap(0)
+	if v == 0 {
+		return
+	}
+	pkt := &b.Pkts[b.N]
+	mac := v &^ (1 << 63)
+	n := buildRARP(pkt.Head[:], mac)
+	pkt.Len, pkt.NHead, pkt.NSegs, pkt.local = n, n, 0, true
+	b.N++
+	c.RxPackets.Add(1)
+	c.RxBytes.Add(uint64(n))
+}
+
+// buildRARP writes a RARP "request reverse" frame from mac, padded to 60 bytes.
+func buildRARP(b []byte, mac uint64) int {
+	clear(b[:60])
+	for i := 0; i < 6; i++ {
+		b[i] = 0xff
+		m := byte(mac >> (40 - 8*i))
+		b[6+i] = m  // source
+		b[22+i] = m // sender hardware address
+		b[32+i] = m // target hardware address
+	}
+	b[12], b[13] = 0x80, 0x35 // ETH_P_RARP
+	b[14], b[15] = 0, 1       // hardware type Ethernet
+	b[16], b[17] = 0x08, 0x00 // protocol IPv4
+	b[18], b[19] = 6, 4
+	b[20], b[21] = 0, 3 // request reverse
+	return 60
+}
+
+// Release implements Port: the frames were copied, the guest gets its
+// transmit buffers back with one used-index update.
+func (p *VhostPort) Release(b *Batch) {
+	q := b.srcQ
+	if q == nil {
+		return
+	}
+	for i := 0; i < b.N; i++ {
+		if !b.Pkts[i].local {
+			q.PutUsed(b.Pkts[i].desc, 0)
+		}
+	}
+	q.Flush()
+	b.srcQ = nil
+}
+
+// Transmit implements Port: each frame is written straight from the
+// sender's buffers into the guest's receive buffers.
+func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters) {
+	st := p.state.Load()
+	qi, rxq := pickRx(st, w.id)
+	if rxq == nil {
+		c.Drops[DropPortDown].Add(uint64(len(sel)))
+		return
+	}
+	lk := &p.rxLock[qi]
+	lk.Lock()
+	if _, err := rxq.Avail(); err != nil {
+		lk.Unlock()
+		c.Drops[DropAvailCorrupt].Add(uint64(len(sel)))
+		p.stopCorrupt(st, c)
+		return
+	}
+	hdrLen := st.HdrLen
+	segs := &w.rxSegs
+	var sent, bytes, noBuf, small, bad uint64
+	for k, i := range sel {
+		if rxq.Pending() == 0 {
+			noBuf = uint64(len(sel) - k)
+			break
+		}
+		pkt := &b.Pkts[i]
+		head, nseg, room, cerr := rxq.Next(segs, true)
+		if cerr != virtio.ChainOK {
+			bad++
+			if cerr != virtio.ChainBadHead {
+				rxq.PutUsed(head, 0)
+			}
+			continue
+		}
+		need := hdrLen + pkt.Len
+		if room < need {
+			rxq.Unpop()
+			small++
+			continue
+		}
+		scatter(segs[:nseg], hdrLen, pkt)
+		rxq.PutUsed(head, uint32(need))
+		sent++
+		bytes += uint64(pkt.Len)
+	}
+	rxq.Flush()
+	lk.Unlock()
+	if sent != 0 {
+		c.TxPackets.Add(sent)
+		c.TxBytes.Add(bytes)
+	}
+	if noBuf != 0 {
+		c.Drops[DropNoRxBuffer].Add(noBuf)
+	}
+	if small != 0 {
+		c.Drops[DropRxBufferTooSmall].Add(small)
+	}
+	if bad != 0 {
+		c.Drops[virtio.ChainBadAddr].Add(bad)
+	}
+}
+
+// pickRx picks the guest receive queue a worker feeds.
+func pickRx(st *vhostuser.State, wid int) (int, *virtio.SplitQueue) {
+	if st == nil {
+		return 0, nil
+	}
+	n := len(st.Rx)
+	for k := 0; k < n; k++ {
+		i := (wid + k) % n
+		if st.Rx[i] != nil {
+			return i, st.Rx[i]
+		}
+	}
+	return 0, nil
+}
+
+// scatter writes a zeroed virtio-net header (num_buffers = 1) and then the
+// frame into the receive buffers dst, which hold at least hdrLen+pkt.Len.
+func scatter(dst [][]byte, hdrLen int, pkt *Packet) {
+	var hdr [12]byte
+	if hdrLen == 12 {
+		hdr[virtio.NetHdrNumBuffers] = 1
+	}
+	di, off := 0, 0
+	put := func(src []byte) {
+		for len(src) > 0 {
+			n := copy(dst[di][off:], src)
+			src = src[n:]
+			off += n
+			if off == len(dst[di]) {
+				di++
+				off = 0
+			}
+		}
+	}
+	put(hdr[:hdrLen])
+	put(pkt.Head[:pkt.NHead])
+	for s := 0; s < pkt.NSegs; s++ {
+		put(pkt.Segs[s])
+	}
+}
+
+// stopCorrupt stops the port after the guest broke a ring; the front-end
+// must reset the device to use it again.
+func (p *VhostPort) stopCorrupt(st *vhostuser.State, c *PortCounters) {
+	if p.state.CompareAndSwap(st, nil) {
+		p.Corrupt.Add(1)
+		c.Drops[DropAvailCorrupt].Add(1)
+		if p.OnFault != nil {
+			go p.OnFault("guest ring corrupt: avail index moved by more than the queue size")
+		}
+	}
+}

@@ -1,0 +1,236 @@
+package vswitch
+
+import (
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/virtio"
+)
+
+// Worker is one polling loop, locked to an OS thread. It owns the queues
+// assigned to it and preallocates everything a batch needs.
+type Worker struct {
+	id    int
+	cpu   int
+	sw    *Switch
+	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
+
+	batch  Batch
+	rxSegs [virtio.MaxSegs][]byte // scratch for receive chains
+	// Per output port, the packets of the current batch going there.
+	sel     [MaxPorts][BatchSize]uint16
+	nsel    [MaxPorts]uint16
+	touched [MaxPorts]uint16
+	nouch   int
+
+	// The queues this worker polls, rebuilt when the config changes.
+	cfg     *config
+	sources []source
+	cur     *portEntry // input port of the batch in flight, for fault recovery
+	curOut  *portEntry
+	Faults  atomic.Uint64
+}
+
+type source struct {
+	port *portEntry
+	q    int
+}
+
+func newWorker(s *Switch, id int) *Worker {
+	return &Worker{id: id, cpu: -1, sw: s}
+}
+
+// ID is the worker's index; ports use it to pick a transmit queue.
+func (w *Worker) ID() int { return w.id }
+
+func (w *Worker) run() {
+	defer w.sw.wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			w.sw.log.WithError(err).WithField("cpu", w.cpu).Warn("cannot pin worker")
+		}
+	}
+	// A front-end can shrink a memory file under us; touching it is SIGBUS.
+	// Make that a panic we recover from, stopping only the port involved.
+	debug.SetPanicOnFault(true)
+	for !w.loop() {
+	}
+}
+
+// loop polls until the switch stops (true) or a fault was recovered (false).
+func (w *Worker) loop() (stopped bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.recoverFault(r)
+			stopped = false
+		}
+	}()
+	idle := 0
+	for {
+		w.epoch.Add(1) // odd: in a batch
+		work := w.pollOnce()
+		w.epoch.Add(1) // even: quiescent
+		if work {
+			idle = 0
+			continue
+		}
+		idle++
+		if idle&1023 == 0 {
+			select {
+			case <-w.sw.stop:
+				return true
+			default:
+			}
+		}
+		if !w.sw.opts.Busy && idle > 256 {
+			// Adaptive polling: back off to short sleeps when idle so
+			// guests sharing the CPU get it; traffic resets the count.
+			d := 50 * time.Microsecond
+			if idle > 20000 {
+				d = time.Millisecond
+			}
+			time.Sleep(d)
+			select {
+			case <-w.sw.stop:
+				return true
+			default:
+			}
+		}
+	}
+}
+
+func (w *Worker) recoverFault(r any) {
+	if w.epoch.Load()&1 == 1 {
+		w.epoch.Add(1)
+	}
+	w.Faults.Add(1)
+	log := w.sw.log.WithFields(logrus.Fields{"worker": w.id, "panic": r})
+	for _, pe := range []*portEntry{w.cur, w.curOut} {
+		if pe == nil {
+			continue
+		}
+		pe.Counters.Drops[DropPortFault].Add(1)
+		if f, ok := pe.Port.(interface{ Fault(reason any) }); ok {
+			f.Fault(r)
+		}
+		log = log.WithField("port_"+pe.Name, "stopped")
+	}
+	log.Error("data plane fault: stopped the ports involved, others go on")
+	w.cur, w.curOut = nil, nil
+}
+
+// pollOnce takes one batch from each assigned queue.
+func (w *Worker) pollOnce() bool {
+	c := w.sw.cfg.Load()
+	if c != w.cfg {
+		w.rebuild(c)
+	}
+	work := false
+	for i := range w.sources {
+		src := &w.sources[i]
+		b := &w.batch
+		b.N = 0
+		b.InPort = src.port.ID
+		w.cur = src.port
+		if src.port.Port.Receive(w, src.q, b, src.port.Counters) == 0 {
+			continue
+		}
+		work = true
+		w.forward(src.port, b)
+		src.port.Port.Release(b)
+	}
+	w.cur, w.curOut = nil, nil
+	return work
+}
+
+// rebuild recomputes the worker's share of the queues: queue q of port p
+// goes to worker (p+q) mod workers.
+func (w *Worker) rebuild(c *config) {
+	w.cfg = c
+	w.sources = w.sources[:0]
+	n := len(w.sw.workers)
+	for _, pe := range c.ports {
+		if pe == nil {
+			continue
+		}
+		for q := 0; q < pe.Port.QueuePairs(); q++ {
+			if (int(pe.ID)+q)%n == w.id {
+				w.sources = append(w.sources, source{port: pe, q: q})
+			}
+		}
+	}
+}
+
+// forward runs the bridge stage over b and transmits per output port.
+func (w *Worker) forward(in *portEntry, b *Batch) {
+	br := in.bridge
+	now := w.sw.clock.Load()
+	var drops [NumDropReasons]uint64
+	for i := 0; i < b.N; i++ {
+		p := &b.Pkts[i]
+		dst := MAC48(p.Head[0:6])
+		src := MAC48(p.Head[6:12])
+		if src&(1<<40) != 0 || src == 0 {
+			drops[DropInvalidSrcMAC]++
+			continue
+		}
+		br.FDB.Learn(src, in.ID, now)
+		if dst&(1<<40) == 0 { // unicast
+			if out, ok := br.FDB.Lookup(dst); ok {
+				if out == in.ID {
+					drops[DropHairpin]++
+				} else {
+					w.add(out, uint16(i))
+				}
+				continue
+			}
+		}
+		if len(br.members) <= 1 {
+			drops[DropNoOutput]++
+			continue
+		}
+		for _, m := range br.members {
+			if m != in.ID {
+				w.add(m, uint16(i))
+			}
+		}
+	}
+	for r, n := range drops {
+		if n != 0 {
+			in.Counters.Drops[r].Add(n)
+		}
+	}
+	c := w.cfg
+	for _, id := range w.touched[:w.nouch] {
+		n := w.nsel[id]
+		w.nsel[id] = 0
+		out := c.ports[id]
+		if out == nil {
+			in.Counters.Drops[DropPortDown].Add(uint64(n))
+			continue
+		}
+		w.curOut = out
+		out.Port.Transmit(w, b, w.sel[id][:n], out.Counters)
+	}
+	w.curOut = nil
+	w.nouch = 0
+}
+
+func (w *Worker) add(port uint16, i uint16) {
+	n := w.nsel[port]
+	if n == 0 {
+		w.touched[w.nouch] = port
+		w.nouch++
+	}
+	w.sel[port][n&(BatchSize-1)] = i
+	w.nsel[port] = n + 1
+}
