@@ -21,7 +21,7 @@ type Worker struct {
 	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
 
 	batch  Batch
-	rxSegs [virtio.MaxSegs][]byte // scratch for receive chains
+	dst    [BatchSize]rxChain // receive chains taken for the batch in flight
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
 	nsel    [MaxPorts]uint16
@@ -34,6 +34,14 @@ type Worker struct {
 	cur     *portEntry // input port of the batch in flight, for fault recovery
 	curOut  *portEntry
 	Faults  atomic.Uint64
+}
+
+// rxChain is a guest receive chain taken for one packet of a batch.
+type rxChain struct {
+	head uint16
+	nseg int
+	pkt  uint16
+	segs [virtio.MaxSegs][]byte
 }
 
 type source struct {

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,9 @@ type TestpmdOptions struct {
 	Args      []string // testpmd app args after "--", e.g. --forward-mode=txonly
 	NoHuge    bool     // "--no-huge -m 512 --file-prefix NAME-PID" instead of "--in-memory --single-file-segments -m 256"
 	Dir       string   // where the log goes (default: a ShortTempDir)
+	// Interactive runs testpmd with -i and a stdin pipe for Cmd, so a test
+	// decides when forwarding starts.
+	Interactive bool
 }
 
 // Testpmd is a running dpdk-testpmd.
@@ -32,6 +36,7 @@ type Testpmd struct {
 	Cmdline []string
 
 	cmd     *exec.Cmd
+	stdin   io.WriteCloser // Interactive only
 	done    chan struct{} // closed once the process has exited and waitErr is set
 	waitErr error
 	prefix  string // --file-prefix, for runtime dir cleanup ("" with --in-memory)
@@ -89,11 +94,14 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 		args = append(args, "--vdev", v)
 	}
 	args = append(args, "--")
+	if o.Interactive {
+		args = append(args, "-i")
+	}
 	args = append(args, o.Args...)
 	has := func(flag string) bool {
 		return slices.ContainsFunc(o.Args, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
 	}
-	if !has("-i") && !has("--interactive") {
+	if !o.Interactive && !has("-i") && !has("--interactive") {
 		// Without --stats-period (or an open stdin) --auto-start waits for Enter, reads EOF
 		// from /dev/null and quits at once (G4).
 		if !has("--auto-start") && !has("-a") {
@@ -115,7 +123,17 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null
+	if o.Interactive {
+		// Line-buffer stdout: the prompt's answers go to a file, which
+		// stdio would otherwise buffer until exit.
+		p.cmd = exec.Command("stdbuf", append([]string{"-oL", bin}, args...)...)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null unless Interactive
+	if o.Interactive {
+		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+			t.Fatalf("testpmd %s: %v", o.Name, err)
+		}
+	}
 	// Kill testpmd if the test binary dies (panic, timeout): it busy-polls a CPU.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -142,6 +160,17 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 		}
 	})
 	return p
+}
+
+// Cmd types one command at an interactive testpmd's prompt.
+func (p *Testpmd) Cmd(t testing.TB, line string) {
+	t.Helper()
+	if p.stdin == nil {
+		t.Fatalf("testpmd %s: Cmd needs TestpmdOptions.Interactive", p.Name)
+	}
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("testpmd %s: %q: %v", p.Name, line, err)
+	}
 }
 
 func (p *Testpmd) exited() bool {

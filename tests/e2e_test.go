@@ -1,0 +1,207 @@
+// Package tests holds end-to-end tests of vswitchd with real peers: DPDK
+// testpmd's virtio_user front-end and QEMU guests running Linux.
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/api"
+	"github.com/vswitch/vswitch/internal/testutil"
+)
+
+// twoPortConfig is one bridge with two server-mode vhost-user ports.
+func twoPortConfig(poll string) string {
+	return fmt.Sprintf(`dataplane: {workers: 1, poll: %s}
+bridges: [{name: br0}]
+ports:
+  - {name: vm1, type: vhostuser, bridge: br0, socket: vm1.sock, mode: server}
+  - {name: vm2, type: vhostuser, bridge: br0, socket: vm2.sock, mode: server}
+`, poll)
+}
+
+func peerPrereqs(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "dpdk-testpmd")
+}
+
+func totalDrops(p api.PortStatus) uint64 {
+	var n uint64
+	for _, v := range p.Drops {
+		n += v
+	}
+	return n
+}
+
+// A generator and a sink in two testpmd processes, the switch between
+// them, all at full speed on 2 CPUs: every packet the generator queued is
+// either received by the sink or counted as a drop by the switch, and the
+// switch's counters agree with testpmd's.
+func TestTestpmdGeneratorToSink(t *testing.T) {
+	peerPrereqs(t)
+	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
+	sink := testutil.StartTestpmd(t, testutil.TestpmdOptions{
+		Name: "sink", MainLcore: 1, NoHuge: true, Dir: sw.Dir,
+		Vdevs: []string{"net_virtio_user0,path=" + sw.Dir + "/vm2.sock,mac=02:00:00:00:00:02"},
+		Args:  []string{"--forward-mode=rxonly"},
+	})
+	sink.WaitLog(t, "start packet forwarding", 30*time.Second)
+	gen := testutil.StartTestpmd(t, testutil.TestpmdOptions{
+		Name: "gen", MainLcore: 0, NoHuge: true, Dir: sw.Dir,
+		Vdevs: []string{"net_virtio_user0,path=" + sw.Dir + "/vm1.sock,mac=02:00:00:00:00:01"},
+		Args:  []string{"--forward-mode=txonly", "--txpkts=64", "--eth-peer=0,02:00:00:00:00:02"},
+	})
+	gen.WaitLog(t, "start packet forwarding", 30*time.Second)
+	time.Sleep(4 * time.Second)
+	gs, err := gen.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the switch drains what the generator queued
+	ss, err := sink.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := sw.MustPorts(t)
+	vm1, vm2 := ports["vm1"], ports["vm2"]
+	sent, recv := gs[0].TxPackets, ss[0].RxPackets
+	t.Logf("generator sent %d, sink received %d; switch vm1 rx=%d drops=%v, vm2 tx=%d drops=%v",
+		sent, recv, vm1.RxPackets, vm1.Drops, vm2.TxPackets, vm2.Drops)
+	if sent < 100000 {
+		t.Fatalf("generator sent only %d packets", sent)
+	}
+	if vm1.RxPackets+totalDrops(vm1) != sent {
+		t.Errorf("switch vm1 received %d + dropped %d, generator sent %d", vm1.RxPackets, totalDrops(vm1), sent)
+	}
+	if vm2.TxPackets != recv {
+		t.Errorf("switch vm2 transmitted %d, sink received %d", vm2.TxPackets, recv)
+	}
+	if got := recv + totalDrops(vm1) + totalDrops(vm2); got != sent {
+		t.Errorf("received %d + switch drops %d + %d = %d, want sent %d", recv, totalDrops(vm1), totalDrops(vm2), got, sent)
+	}
+	for reason := range vm2.Drops {
+		if reason != "no_guest_rx_buffer" {
+			t.Errorf("unexpected drop reason %q on vm2: %v", reason, vm2.Drops)
+		}
+	}
+	if vm1.RxBytes != vm1.RxPackets*64 {
+		t.Errorf("vm1 rx_bytes %d is not 64 per packet (%d packets)", vm1.RxBytes, vm1.RxPackets)
+	}
+}
+
+// One testpmd owns both ports and bounces a fixed set of frames between
+// them (PEERS.md section 8): the receiver always keeps up, so nothing may
+// be dropped, and the counters on both sides agree.
+func TestTestpmdLearnedLoopNoDrops(t *testing.T) {
+	peerPrereqs(t)
+	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
+	fe := testutil.StartTestpmd(t, testutil.TestpmdOptions{
+		Name: "loop", MainLcore: 0, NoHuge: true, Dir: sw.Dir, Interactive: true,
+		Vdevs: []string{
+			"net_virtio_user0,path=" + sw.Dir + "/vm1.sock,mac=02:00:00:00:00:01",
+			"net_virtio_user1,path=" + sw.Dir + "/vm2.sock,mac=02:00:00:00:00:02",
+		},
+		Args: []string{"--forward-mode=mac", "--eth-peer=0,02:00:00:00:00:02", "--eth-peer=1,02:00:00:00:00:01", "--burst=32"},
+	})
+	// virtio_user does not wait for the backend to act on its messages, so
+	// start only once both ports run: a frame sent earlier would meet a
+	// port that is still coming up.
+	sw.WaitPortState(t, "vm1", api.StateRunning, 30*time.Second)
+	sw.WaitPortState(t, "vm2", api.StateRunning, 30*time.Second)
+	fe.Cmd(t, "start tx_first")
+	time.Sleep(4 * time.Second)
+	fe.Cmd(t, "stop")
+	fe.WaitLog(t, "Accumulated forward statistics", 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // the switch drains both transmit rings
+	ports := sw.MustPorts(t)
+	st, err := fe.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm1, vm2 := ports["vm1"], ports["vm2"]
+	t.Logf("testpmd %+v; switch vm1 rx=%d tx=%d, vm2 rx=%d tx=%d", st, vm1.RxPackets, vm1.TxPackets, vm2.RxPackets, vm2.TxPackets)
+	if st[0].RxPackets < 10000 {
+		t.Fatalf("loop moved only %d packets", st[0].RxPackets)
+	}
+	for _, p := range []api.PortStatus{vm1, vm2} {
+		if totalDrops(p) != 0 {
+			t.Errorf("%s dropped %v", p.Name, p.Drops)
+		}
+	}
+	if st[0].RxDropped+st[1].RxDropped != 0 {
+		t.Errorf("testpmd dropped on receive: %+v", st)
+	}
+	// The switch forwards everything it takes in (2 ports, all learned).
+	if vm1.RxPackets != vm2.TxPackets || vm2.RxPackets != vm1.TxPackets {
+		t.Errorf("switch in/out differ: vm1 rx %d vs vm2 tx %d, vm2 rx %d vs vm1 tx %d",
+			vm1.RxPackets, vm2.TxPackets, vm2.RxPackets, vm1.TxPackets)
+	}
+	// What testpmd sent on a port the switch received. What the switch sent
+	// testpmd received, but for the frames still in its receive ring when
+	// it stopped polling (at most one burst per port is in flight).
+	for i, p := range []api.PortStatus{vm1, vm2} {
+		if p.RxPackets != st[i].TxPackets {
+			t.Errorf("port %d: testpmd sent %d, switch received %d", i, st[i].TxPackets, p.RxPackets)
+		}
+		if p.TxPackets < st[i].RxPackets || p.TxPackets-st[i].RxPackets > 64 {
+			t.Errorf("port %d: switch sent %d, testpmd received %d", i, p.TxPackets, st[i].RxPackets)
+		}
+	}
+}
+
+func guestPrereqs(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "qemu-system-x86_64")
+}
+
+// Two Linux guests ping each other through vswitchd; then the pinging
+// guest goes away and a new one on the same socket pings again.
+func TestGuestsPingAndReconnect(t *testing.T) {
+	guestPrereqs(t)
+	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
+	g2 := testutil.StartGuest(t, testutil.GuestOptions{Name: "g2", Socket: sw.Dir + "/vm2.sock",
+		MAC: "52:54:00:00:00:02", IP: "10.0.0.2/24", Role: "wait", Dir: sw.Dir})
+	g1 := testutil.StartGuest(t, testutil.GuestOptions{Name: "g1", Socket: sw.Dir + "/vm1.sock",
+		MAC: "52:54:00:00:00:01", IP: "10.0.0.1/24", Peer: "10.0.0.2", Role: "ping", Dir: sw.Dir})
+	out := g1.WaitSerial(t, "LAB-PING-", 120*time.Second)
+	if !strings.Contains(out, "LAB-PING-OK") {
+		t.Fatalf("first guest could not ping:\n%s\n--- g2:\n%s", out, g2.Serial())
+	}
+	ports := sw.MustPorts(t)
+	for _, name := range []string{"vm1", "vm2"} {
+		p := ports[name]
+		t.Logf("%s: state=%s features=%v rx=%d tx=%d drops=%v", name, p.State, p.Features, p.RxPackets, p.TxPackets, p.Drops)
+		if p.RxPackets == 0 || p.TxPackets == 0 {
+			t.Errorf("%s moved no packets", name)
+		}
+	}
+	// g1 powers off after its ping; g2 still runs.
+	if f := ports["vm2"].Features; !contains(f, "EVENT_IDX") || !contains(f, "VERSION_1") {
+		t.Errorf("vm2 negotiated %v, want EVENT_IDX and VERSION_1", f)
+	}
+	if err := g1.Wait(30 * time.Second); err != nil {
+		g1.Kill()
+	}
+	sw.WaitPortState(t, "vm1", api.StateWaiting, 15*time.Second)
+
+	g1b := testutil.StartGuest(t, testutil.GuestOptions{Name: "g1b", Socket: sw.Dir + "/vm1.sock",
+		MAC: "52:54:00:00:00:03", IP: "10.0.0.3/24", Peer: "10.0.0.2", Role: "ping", Dir: sw.Dir})
+	out = g1b.WaitSerial(t, "LAB-PING-", 120*time.Second)
+	if !strings.Contains(out, "LAB-PING-OK") {
+		t.Fatalf("reconnected guest could not ping:\n%s", out)
+	}
+	if c := sw.MustPorts(t)["vm1"].Protocol["connects"]; c != 2 {
+		t.Errorf("vm1 saw %d connections, want 2", c)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
