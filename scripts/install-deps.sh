@@ -9,7 +9,7 @@ set -euo pipefail
 
 # dpdk-dev: dpdk-testpmd (the `dpdk` package does not ship it). linux-image-amd64 + busybox-static:
 # guest kernel and initramfs. tcpdump/ethtool/iproute2: debugging and netns tests.
-PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3"
+PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev"
 MIN_HUGEPAGES=${MIN_HUGEPAGES:-512} # 2 MiB pages: a few testpmd -m 256 processes
 HUGE_MNT=/dev/hugepages
 

@@ -64,7 +64,10 @@ type Options struct {
 	// sleeps. Busy is what a benchmark wants; the default leaves CPU to
 	// guests on a small host.
 	Busy bool
-	Log  *logrus.Entry
+	// Manual builds the workers but starts none; tests and benchmarks
+	// drive them with PollOnce.
+	Manual bool
+	Log    *logrus.Entry
 }
 
 // Switch owns ports, bridges and workers.
@@ -96,6 +99,9 @@ func New(opts Options) *Switch {
 		}
 		s.workers = append(s.workers, w)
 	}
+	if opts.Manual {
+		return s
+	}
 	if runtime.GOMAXPROCS(0) <= opts.Workers {
 		// Keep a processor for the control plane beside the locked workers.
 		runtime.GOMAXPROCS(opts.Workers + 1)
@@ -113,6 +119,18 @@ func New(opts Options) *Switch {
 func (s *Switch) Close() {
 	close(s.stop)
 	s.wg.Wait()
+}
+
+// PollOnce runs one turn of every worker in the caller's goroutine (for a
+// Manual switch) and reports whether any moved packets.
+func (s *Switch) PollOnce() bool {
+	work := false
+	for _, w := range s.workers {
+		w.epoch.Add(1)
+		work = w.pollOnce() || work
+		w.epoch.Add(1)
+	}
+	return work
 }
 
 func (s *Switch) housekeeping() {

@@ -20,8 +20,8 @@ type Worker struct {
 	sw    *Switch
 	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
 
-	batch  Batch
-	dst    [BatchSize]rxChain // receive chains taken for the batch in flight
+	batch Batch
+	dst   [BatchSize]rxChain // receive chains taken for the batch in flight
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
 	nsel    [MaxPorts]uint16

@@ -2,8 +2,8 @@ package testutil
 
 import (
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +37,7 @@ type Testpmd struct {
 
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser // Interactive only
-	done    chan struct{} // closed once the process has exited and waitErr is set
+	done    chan struct{}  // closed once the process has exited and waitErr is set
 	waitErr error
 	prefix  string // --file-prefix, for runtime dir cleanup ("" with --in-memory)
 }
