@@ -4,6 +4,8 @@ package tests
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +149,15 @@ func TestTestpmdLearnedLoopNoDrops(t *testing.T) {
 		}
 		if p.TxPackets < st[i].RxPackets || p.TxPackets-st[i].RxPackets > 64 {
 			t.Errorf("port %d: switch sent %d, testpmd received %d", i, p.TxPackets, st[i].RxPackets)
+		}
+	}
+	// SIGTERM: a clean exit that removes the sockets it created.
+	if !sw.Stop() {
+		t.Errorf("vswitchd did not exit cleanly on SIGTERM:\n%s", sw.Log())
+	}
+	for _, f := range []string{"vm1.sock", "vm2.sock", "api.sock"} {
+		if _, err := os.Stat(filepath.Join(sw.Dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after shutdown (%v)", f, err)
 		}
 	}
 }
