@@ -99,6 +99,7 @@ type Server struct {
 	active *net.UnixConn
 	closed bool
 	done   chan struct{}
+	conns  sync.WaitGroup // Serve goroutines; Close waits for them
 }
 
 // SocketOptions set the owner and mode of a server socket.
@@ -169,19 +170,31 @@ func (s *Server) acceptLoop() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		s.mu.Lock()
-		busy, closed := s.active != nil, s.closed
-		if !busy && !closed {
-			s.active = conn
+		// A guest that reconnects at once may find its old connection still
+		// being torn down: give that a moment before calling it a second
+		// front-end.
+		var busy, closed bool
+		for wait := 0; ; wait++ {
+			s.mu.Lock()
+			busy, closed = s.active != nil, s.closed
+			if !busy && !closed {
+				s.active = conn
+			}
+			s.mu.Unlock()
+			if !busy || closed || wait == 200 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		s.mu.Unlock()
 		if busy || closed {
 			// One front-end per device: a second one would fight over the rings.
 			s.log.Warn("refusing a second front-end connection")
 			conn.Close()
 			continue
 		}
+		s.conns.Add(1)
 		go func() {
+			defer s.conns.Done()
 			s.dev.Serve(conn)
 			s.mu.Lock()
 			s.active = nil
@@ -200,6 +213,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	err := s.ln.Close()
 	<-s.done
+	s.conns.Wait() // the device is disconnected before Close returns
 	return err
 }
 
@@ -261,6 +275,12 @@ func (c *Client) run(ctx context.Context) {
 		c.mu.Lock()
 		c.conn = nil
 		c.mu.Unlock()
+		// Do not hammer a front-end that keeps dropping us.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minBackoff):
+		}
 	}
 }
 

@@ -269,6 +269,11 @@ func (d *Device) Handle(m *Message) (reply []byte, err error) {
 
 // check is checkSize, checkFDs and checkProtocolFeature in one.
 func (d *Device) check(h *handler, m *Message) error {
+	// Handlers index m.Payload by m.Size; a Message not built by Reader
+	// may disagree (e.g. SEND_RARP with Size 8 and a short payload).
+	if int(m.Size) != len(m.Payload) {
+		return fmt.Errorf("header says %d body bytes, message has %d", m.Size, len(m.Payload))
+	}
 	if h.size >= 0 && int(m.Size) != h.size {
 		return sizeErr(h.size, int(m.Size))
 	}

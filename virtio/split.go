@@ -139,6 +139,11 @@ func NewSplitQueue(mem *Memory, cfg SplitConfig) (*SplitQueue, error) {
 	if !ok {
 		return nil, fmt.Errorf("used ring %#x is outside guest memory", cfg.Used)
 	}
+	// The index words are accessed atomically: they must be aligned in our
+	// mapping too, not only in guest-physical space.
+	if uintptr(unsafe.Pointer(&ub[0]))%4 != 0 || uintptr(unsafe.Pointer(&db[0]))%16 != 0 {
+		return nil, fmt.Errorf("rings are misaligned in the mapped memory (region offset)")
+	}
 	q := &SplitQueue{
 		size:       cfg.Size,
 		mask:       cfg.Size - 1,

@@ -307,14 +307,13 @@ func (r *SplitRing) AddTxPacket(hdrLen int, frame []byte, split int) uint16 {
 	for off := 0; off < total; off += split {
 		n := min(split, total-off)
 		a := r.alloc(n, 8)
-		for i := 0; i < n; i++ {
-			p := off + i
-			var v byte
-			if p >= hdrLen {
-				v = frame[p-hdrLen]
-			}
-			r.g.mem[a+uint64(i)] = v
+		dst := r.g.span(a, n)
+		z := 0
+		if off < hdrLen {
+			z = min(hdrLen-off, n)
+			clear(dst[:z])
 		}
+		copy(dst[z:], frame[max(off+z-hdrLen, 0):])
 		bufs = append(bufs, Buf{Addr: a, Len: uint32(n)})
 		owned = append(owned, ownedBuf{a, n})
 	}
