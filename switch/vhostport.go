@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -114,10 +115,12 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	}
 	// Touch every frame's first bytes in a loop that does nothing else, so
 	// as many misses as the core can hold are in flight at once.
+	// The virtio-net header often ends one cache line and the frame starts
+	// the next: touch both ends of what gather copies.
 	var touch byte
 	for i := first; i < b.N; i++ {
-		pkt := &b.Pkts[i]
-		touch += pkt.Segs[pkt.NSegs-1][0]
+		s := b.Pkts[i].Segs[0]
+		touch += s[0] + s[min(len(s), hdrLen+HeadLen)-1]
 	}
 	sink += touch
 	for i := first; i < b.N; i++ {
@@ -273,13 +276,15 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 			continue
 		}
 		d.head, d.nseg, d.pkt = head, nseg, i
-		// Write the virtio-net header now: the store takes the line from
-		// the guest's CPU while the next chains are walked.
-		if len(d.segs[0]) >= hdrLen {
-			h := d.segs[0][:hdrLen]
-			clear(h)
-			if hdrLen == 12 {
-				h[virtio.NetHdrNumBuffers] = 1
+		// Write the virtio-net header and the last head byte now: the
+		// stores take the lines from the guest's CPU while the next chains
+		// are walked, and pass 2 copies into lines it owns.
+		d.hdrDone = false
+		if s0 := d.segs[0]; len(s0) >= hdrLen {
+			putNetHdr(s0, hdrLen)
+			d.hdrDone = true
+			if end := hdrLen + pkt.NHead; end <= len(s0) {
+				s0[end-1] = pkt.Head[pkt.NHead-1]
 			}
 		}
 		nd++
@@ -287,7 +292,7 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 	for k := 0; k < nd; k++ {
 		d := &dsts[k]
 		pkt := &b.Pkts[d.pkt]
-		scatter(d.segs[:d.nseg], hdrLen, pkt)
+		scatter(d.segs[:d.nseg], hdrLen, d.hdrDone, pkt)
 		rxq.PutUsed(d.head, uint32(hdrLen+pkt.Len))
 		bytes += uint64(pkt.Len)
 	}
@@ -324,13 +329,20 @@ func pickRx(st *vhostuser.State, wid int) (int, *virtio.SplitQueue) {
 	return 0, nil
 }
 
-// scatter writes a zeroed virtio-net header (num_buffers = 1) and then the
-// frame into the receive buffers dst, which hold at least hdrLen+pkt.Len.
-func scatter(dst [][]byte, hdrLen int, pkt *Packet) {
-	var hdr [12]byte
+// putNetHdr writes a virtio-net header with no offloads and num_buffers 1
+// (the field exists in the 12-byte header) into b.
+func putNetHdr(b []byte, hdrLen int) {
+	binary.LittleEndian.PutUint64(b[0:8], 0)
 	if hdrLen == 12 {
-		hdr[virtio.NetHdrNumBuffers] = 1
+		binary.LittleEndian.PutUint32(b[8:12], 1<<16) // num_buffers at offset 10
+	} else {
+		binary.LittleEndian.PutUint16(b[8:10], 0)
 	}
+}
+
+// scatter writes the virtio-net header (unless hdrDone) and then the frame
+// into the receive buffers dst, which hold at least hdrLen+pkt.Len.
+func scatter(dst [][]byte, hdrLen int, hdrDone bool, pkt *Packet) {
 	di, off := 0, 0
 	put := func(src []byte) {
 		for len(src) > 0 {
@@ -343,7 +355,16 @@ func scatter(dst [][]byte, hdrLen int, pkt *Packet) {
 			}
 		}
 	}
-	put(hdr[:hdrLen])
+	if hdrDone {
+		off = hdrLen
+		if off == len(dst[0]) {
+			di, off = 1, 0
+		}
+	} else {
+		var hdr [12]byte
+		putNetHdr(hdr[:], hdrLen)
+		put(hdr[:hdrLen])
+	}
 	put(pkt.Head[:pkt.NHead])
 	for s := 0; s < pkt.NSegs; s++ {
 		put(pkt.Segs[s])

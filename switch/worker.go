@@ -38,10 +38,11 @@ type Worker struct {
 
 // rxChain is a guest receive chain taken for one packet of a batch.
 type rxChain struct {
-	head uint16
-	nseg int
-	pkt  uint16
-	segs [virtio.MaxSegs][]byte
+	head    uint16
+	nseg    int
+	pkt     uint16
+	hdrDone bool // pass 1 wrote the virtio-net header into segs[0]
+	segs    [virtio.MaxSegs][]byte
 }
 
 type source struct {
