@@ -73,4 +73,4 @@ for i in $(seq "$RUNS"); do
   t=$(run_testpmd "$i");  echo "run $i testpmd-vhost   $t"; tp="$tp $t"
 done
 mv=$(echo $vs | median); mt=$(echo $tp | median)
-echo "median vswitchd $mv, testpmd net_vhost io $mt, ratio $(awk -v a="$mv" -v b="$mt" 'BEGIN{printf "%.2f", b>0?a/b:0}')"
+echo "median vswitchd $mv, testpmd net_vhost io $mt, ratio $(awk -v a="$mv" -v b="$mt" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}')"
