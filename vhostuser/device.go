@@ -613,6 +613,10 @@ func (d *Device) resume() {
 			d.log.WithError(err).WithField("vring", i).Warn("vring cannot start")
 			continue
 		}
+		if q.Resynced {
+			d.log.WithFields(logrus.Fields{"vring": i, "base": v.base, "resumed_at": q.LastAvail()}).
+				Warn("vring base disagrees with used.idx; resuming from used.idx (in-flight buffers may be lost)")
+		}
 		v.q = q
 		if i%2 == 0 {
 			st.Rx[i/2] = q

@@ -115,6 +115,10 @@ type SplitQueue struct {
 	published uint16 // used.idx the guest can see
 
 	callBuf [8]byte
+
+	// Resynced says the base the front-end gave disagreed with used.idx
+	// and the ring resumed from used.idx instead.
+	Resynced bool
 }
 
 // NewSplitQueue maps the rings of cfg in mem. The rings must lie wholly in
@@ -177,6 +181,14 @@ func NewSplitQueue(mem *Memory, cfg SplitConfig) (*SplitQueue, error) {
 	cur := atomic.LoadUint32(q.usedHdr)
 	q.usedIdx = uint16(cur >> 16)
 	q.published = q.usedIdx
+	// We return every chain we take within its batch, so where we stopped
+	// the ring last_avail equals used.idx. A front-end that lost track (a
+	// DPDK virtio_user reconnect sends base 0; a backend crash) gets the
+	// ring resumed from used.idx, as the DPDK vhost library does.
+	if q.lastAvail != q.usedIdx {
+		q.Resynced = true
+		q.lastAvail = q.usedIdx
+	}
 	q.availIdx = q.lastAvail
 	atomic.StoreUint32(q.usedHdr, uint32(q.usedFlags)|uint32(q.usedIdx)<<16)
 	return q, nil

@@ -344,17 +344,30 @@ func TestSplitLastAvailBase(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		r.AddRxBuffer(64)
 	}
+	// A base that agrees with used.idx (where we stopped last time) is
+	// where the ring resumes.
+	g.PutU16(r.UsedAddr+2, 5)
 	cfg := r.Config(false, -1)
-	cfg.LastAvail = 5 // SET_VRING_BASE after a reconnect
+	cfg.LastAvail = 5
 	q, err := virtio.NewSplitQueue(g.Memory(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := avail(t, q); n != 2 {
-		t.Fatalf("Avail = %d with base 5 and avail.idx 7, want 2", n)
+	if n := avail(t, q); n != 2 || q.Resynced {
+		t.Fatalf("Avail = %d (resynced %v) with base 5 and avail.idx 7, want 2", n, q.Resynced)
 	}
 	if q.LastAvail() != 5 || q.Size() != 8 {
 		t.Fatalf("LastAvail %d Size %d", q.LastAvail(), q.Size())
+	}
+	// A base that disagrees (DPDK virtio_user sends 0 on reconnect)
+	// resumes from used.idx instead of reading stale chains again.
+	cfg.LastAvail = 0
+	q, err = virtio.NewSplitQueue(g.Memory(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := avail(t, q); n != 2 || !q.Resynced || q.LastAvail() != 5 {
+		t.Fatalf("base 0, used.idx 5: Avail %d resynced %v last %d", n, q.Resynced, q.LastAvail())
 	}
 }
 

@@ -72,6 +72,9 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 	if dir == "" {
 		dir = ShortTempDir(t)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "vswitchd.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
