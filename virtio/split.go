@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -38,14 +39,14 @@ const (
 	ChainLoop
 	ChainTooManySegs
 	ChainBadDirection
-	ChainIndirect
+	ChainIndirect // an indirect table that is nested, misplaced or malformed
 	ChainTooLong
 	NumChainErrs
 )
 
 var chainErrNames = [NumChainErrs]string{
 	"ok", "desc_head_out_of_range", "desc_next_out_of_range", "desc_addr_outside_memory",
-	"desc_chain_loop", "desc_too_many_segments", "desc_wrong_direction", "desc_indirect_unsupported",
+	"desc_chain_loop", "desc_too_many_segments", "desc_wrong_direction", "desc_indirect_invalid",
 	"desc_chain_too_long",
 }
 
@@ -260,7 +261,13 @@ func (q *SplitQueue) Next(segs *[MaxSegs][]byte, writable bool) (head uint16, ns
 		}
 		d := q.desc[idx&q.mask] // one copy: the guest may rewrite it under us
 		if d.flags&DescFIndirect != 0 {
-			return head, nseg, total, ChainIndirect
+			// An indirect table is the whole chain: only the head may
+			// point at one, and never together with NEXT.
+			if idx != head || d.flags&DescFNext != 0 {
+				return head, nseg, total, ChainIndirect
+			}
+			nseg, total, cerr = q.walkIndirect(d, segs, want)
+			return head, nseg, total, cerr
 		}
 		if d.flags&DescFWrite != want {
 			return head, nseg, total, ChainBadDirection
@@ -287,6 +294,64 @@ func (q *SplitQueue) Next(segs *[MaxSegs][]byte, writable bool) (head uint16, ns
 		if idx >= q.size {
 			return head, nseg, total, ChainBadIndex
 		}
+	}
+}
+
+// MaxIndirect bounds the entries of an indirect table; Linux never uses
+// more than MAX_SKB_FRAGS+2.
+const MaxIndirect = 1024
+
+// walkIndirect walks the table an indirect descriptor points at. Entries
+// are read through a copy of the table's bytes with explicit little-endian
+// loads: the table's address needs no alignment. Nested tables are refused
+// and the walk is bounded by the table's length.
+func (q *SplitQueue) walkIndirect(ind desc, segs *[MaxSegs][]byte, want uint16) (nseg, total int, cerr ChainErr) {
+	n := ind.len / descSize
+	if ind.len%descSize != 0 || n == 0 || n > MaxIndirect {
+		return 0, 0, ChainIndirect
+	}
+	tbl, ok := q.mem.Translate(ind.addr, uint64(ind.len))
+	if !ok {
+		return 0, 0, ChainBadAddr
+	}
+	i := uint32(0)
+	for budget := n; ; budget-- {
+		if budget == 0 {
+			return nseg, total, ChainLoop
+		}
+		e := tbl[i*descSize : i*descSize+descSize : i*descSize+descSize]
+		addr := binary.LittleEndian.Uint64(e[0:8])
+		length := binary.LittleEndian.Uint32(e[8:12])
+		flags := binary.LittleEndian.Uint16(e[12:14])
+		next := binary.LittleEndian.Uint16(e[14:16])
+		if flags&DescFIndirect != 0 {
+			return nseg, total, ChainIndirect
+		}
+		if flags&DescFWrite != want {
+			return nseg, total, ChainBadDirection
+		}
+		if length != 0 {
+			if nseg == MaxSegs {
+				return nseg, total, ChainTooManySegs
+			}
+			b, ok := q.mem.Translate(addr, uint64(length))
+			if !ok {
+				return nseg, total, ChainBadAddr
+			}
+			total += int(length)
+			if total > MaxChainBytes {
+				return nseg, total, ChainTooLong
+			}
+			segs[nseg] = b
+			nseg++
+		}
+		if flags&DescFNext == 0 {
+			return nseg, total, ChainOK
+		}
+		if uint32(next) >= n {
+			return nseg, total, ChainBadIndex
+		}
+		i = uint32(next)
 	}
 }
 

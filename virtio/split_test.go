@@ -422,6 +422,33 @@ func TestSplitAvailLayouts(t *testing.T) {
 	}
 }
 
+// putIndirect writes entry i of an indirect table at tbl.
+func putIndirect(g *virtiotest.Guest, tbl uint64, i int, addr uint64, length uint32, flags, next uint16) {
+	e := tbl + uint64(i)*16
+	g.PutU64(e, addr)
+	g.PutU32(e+8, length)
+	g.PutU16(e+12, flags)
+	g.PutU16(e+14, next)
+}
+
+// An indirect chain (Linux uses them for transmit) is walked like a direct
+// one.
+func TestSplitIndirectChain(t *testing.T) {
+	g, r, q := newRing(t, 8, false, -1)
+	a, b := g.Alloc(64, 16), g.Alloc(64, 16)
+	g.Fill(a, 12, 1)
+	g.Fill(b, 50, 2)
+	head := r.AddIndirectChain(virtiotest.Buf{Addr: a, Len: 12}, virtiotest.Buf{Addr: b, Len: 50})
+	if n := avail(t, q); n != 1 {
+		t.Fatalf("avail %d", n)
+	}
+	var segs [virtio.MaxSegs][]byte
+	h, nseg, total, cerr := q.Next(&segs, false)
+	if cerr != virtio.ChainOK || h != head || nseg != 2 || total != 62 || segs[1][0] != 2 {
+		t.Fatalf("indirect chain: head %d nseg %d total %d err %v", h, nseg, total, cerr)
+	}
+}
+
 func TestSplitHostileChains(t *testing.T) {
 	const size = 8
 	type setup func(g *virtiotest.Guest, r *virtiotest.SplitRing)
@@ -491,9 +518,47 @@ func TestSplitHostileChains(t *testing.T) {
 		{"readable buffer on a receive queue", true, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
 			r.AddChain(virtiotest.Buf{Addr: buf(g), Len: 10})
 		}, virtio.ChainBadDirection, 0},
-		{"indirect", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
-			r.AddIndirectChain(virtiotest.Buf{Addr: buf(g), Len: 10}, virtiotest.Buf{Addr: buf(g), Len: 10})
+		{"indirect with NEXT", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			tbl := buf(g)
+			putIndirect(g, tbl, 0, buf(g), 10, 0, 0)
+			r.SetDesc(0, tbl, 16, virtio.DescFIndirect|virtio.DescFNext, 1)
+			r.SetDesc(1, buf(g), 10, 0, 0)
+			r.PushAvail(0)
 		}, virtio.ChainIndirect, 0},
+		{"nested indirect", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			tbl, inner := buf(g), buf(g)
+			putIndirect(g, inner, 0, buf(g), 10, 0, 0)
+			putIndirect(g, tbl, 0, inner, 16, virtio.DescFIndirect, 0)
+			r.SetDesc(0, tbl, 16, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainIndirect, 0},
+		{"indirect table length not a multiple of 16", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			r.SetDesc(0, buf(g), 20, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainIndirect, 0},
+		{"indirect table outside memory", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			r.SetDesc(0, g.Size()-16, 32, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainBadAddr, 0},
+		{"loop inside an indirect table", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			tbl := buf(g)
+			putIndirect(g, tbl, 0, 0, 0, virtio.DescFNext, 1)
+			putIndirect(g, tbl, 1, 0, 0, virtio.DescFNext, 0)
+			r.SetDesc(0, tbl, 32, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainLoop, 0},
+		{"indirect next out of the table", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			tbl := buf(g)
+			putIndirect(g, tbl, 0, buf(g), 10, virtio.DescFNext, 2)
+			r.SetDesc(0, tbl, 32, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainBadIndex, 1},
+		{"indirect entry outside memory", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
+			tbl := buf(g)
+			putIndirect(g, tbl, 0, g.Size(), 10, 0, 0)
+			r.SetDesc(0, tbl, 16, virtio.DescFIndirect, 0)
+			r.PushAvail(0)
+		}, virtio.ChainBadAddr, 0},
 		{"indirect after a direct descriptor", false, func(g *virtiotest.Guest, r *virtiotest.SplitRing) {
 			b := buf(g)
 			r.SetDesc(0, b, 10, virtio.DescFNext, 1)
