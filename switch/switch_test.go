@@ -2,6 +2,7 @@ package vswitch_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -29,6 +30,11 @@ type rig struct {
 
 func newRig(t testing.TB, n int) *rig {
 	t.Helper()
+	return newRigOpts(t, n, vhostusertest.Options{})
+}
+
+func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	sw := vswitch.New(vswitch.Options{Manual: true, Log: logrus.NewEntry(log)})
@@ -54,7 +60,7 @@ func newRig(t testing.TB, n int) *rig {
 		}
 		t.Cleanup(func() { srv.Close() })
 		g := virtiotest.NewGuest(t, 4<<20)
-		fe := vhostusertest.Connect(t, sock, g, vhostusertest.Options{})
+		fe := vhostusertest.Connect(t, sock, g, feOpts)
 		r.ports, r.vps, r.fes = append(r.ports, info), append(r.vps, vp), append(r.fes, fe)
 	}
 	for i, vp := range r.vps {
@@ -160,8 +166,59 @@ func TestForwardMultiDescriptorChains(t *testing.T) {
 	}
 }
 
-func TestNoReceiveBuffersIsCounted(t *testing.T) {
+// With MRG_RXBUF a frame larger than one receive buffer spans several,
+// num_buffers says how many, and each chain's used length is its share.
+func TestMergeableRxBuffers(t *testing.T) {
 	r := newRig(t, 2)
+	if r.fes[1].Features&(1<<virtioMrgRxbuf) == 0 {
+		t.Fatal("MRG_RXBUF not negotiated")
+	}
+	rx := r.fes[1].Rx(0)
+	for i := 0; i < 8; i++ {
+		rx.AddRxBuffer(1024)
+	}
+	f := frame(t, mac(0), mac(1), 3000)
+	r.fes[0].SendPacket(0, f)
+	r.poll()
+	used := rx.PopUsed()
+	if len(used) != 3 {
+		t.Fatalf("%d used entries for a %d-byte frame in 1 KiB buffers, want 3", len(used), len(f))
+	}
+	hdr := rx.RxHeader(used[0], 12)
+	if nb := binary.LittleEndian.Uint16(hdr[10:]); nb != 3 {
+		t.Fatalf("num_buffers %d, want 3", nb)
+	}
+	var got []byte
+	for i, e := range used {
+		b := rx.ReadChain(e, int(e.Len))
+		if i == 0 {
+			b = b[12:]
+		}
+		got = append(got, b...)
+	}
+	if !bytes.Equal(got, f) {
+		t.Fatalf("merged frame differs (%d bytes, want %d)", len(got), len(f))
+	}
+	if used[0].Len != 1024 || used[1].Len != 1024 || int(used[2].Len) != 12+len(f)-2048 {
+		t.Fatalf("used lengths %d %d %d", used[0].Len, used[1].Len, used[2].Len)
+	}
+	// Not enough buffers for the whole frame: none is used, the drop counted.
+	r.fes[0].SendPacket(0, f) // 5 buffers left: fits
+	r.fes[0].SendPacket(0, f) // 2 left: does not
+	r.poll()
+	if n := len(rx.PopUsed()); n != 3 {
+		t.Fatalf("%d used entries, want 3 (the second frame must give its buffers back)", n)
+	}
+	if d := r.drops(1)["no_guest_rx_buffer"]; d != 1 {
+		t.Fatalf("drops %v, want one no_guest_rx_buffer", r.drops(1))
+	}
+}
+
+const virtioMrgRxbuf = 15
+
+func TestNoReceiveBuffersIsCounted(t *testing.T) {
+	// Every offered feature but MRG_RXBUF.
+	r := newRigOpts(t, 2, vhostusertest.Options{Features: ^uint64(1 << virtioMrgRxbuf)})
 	for i := 0; i < 5; i++ {
 		r.fes[0].SendPacket(0, frame(t, mac(0), mac(1), 64))
 	}
@@ -169,7 +226,8 @@ func TestNoReceiveBuffersIsCounted(t *testing.T) {
 	if d := r.drops(1)["no_guest_rx_buffer"]; d != 5 {
 		t.Fatalf("drops %v, want 5 no_guest_rx_buffer", r.drops(1))
 	}
-	// Receive buffers smaller than the frame: counted, the buffer is kept.
+	// Without MRG_RXBUF, a receive buffer smaller than the frame: counted,
+	// the buffer is kept.
 	r.fes[1].PostRxBuffers(0, 1, 64)
 	r.fes[0].SendPacket(0, frame(t, mac(0), mac(1), 500))
 	r.poll()

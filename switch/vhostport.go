@@ -248,70 +248,128 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 		return
 	}
 	hdrLen := st.HdrLen
-	var sent, bytes, noBuf, small, bad uint64
-	// Pass 1 takes a receive chain for every frame and touches it, so the
-	// misses on buffers the guest last held overlap; pass 2 copies.
-	dsts := &w.dst
-	nd := 0
+	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
+	var t txTally
 	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
-	for k, i := range sel {
-		if rxq.Pending() == 0 {
-			noBuf = uint64(len(sel) - k)
+	for k := 0; k < len(sel); {
+		var more bool
+		k, more = w.takeChains(b, sel, k, rxq, hdrLen, mrg, &t)
+		w.copyOut(b, rxq, hdrLen, &t)
+		if !more {
 			break
 		}
-		pkt := &b.Pkts[i]
-		d := &dsts[nd]
-		head, nseg, room, cerr := rxq.Next(&d.segs, true)
-		if cerr != virtio.ChainOK {
-			bad++
-			if cerr != virtio.ChainBadHead {
-				rxq.PutUsed(head, 0)
-			}
-			continue
-		}
+	}
+	rxq.Flush()
+	lk.Unlock()
+	if t.sent != 0 {
+		c.TxPackets.Add(t.sent)
+		c.TxBytes.Add(t.bytes)
+	}
+	if t.noBuf != 0 {
+		c.Drops[DropNoRxBuffer].Add(t.noBuf)
+	}
+	if t.small != 0 {
+		c.Drops[DropRxBufferTooSmall].Add(t.small)
+	}
+	if t.bad != 0 {
+		c.Drops[virtio.ChainBadAddr].Add(t.bad)
+	}
+}
+
+// txTally counts one Transmit call.
+type txTally struct {
+	sent, bytes, noBuf, small, bad uint64
+}
+
+// takeChains is pass 1 of a transmit into a guest: from sel[k] on, it
+// takes receive chains for each frame (several with MRG_RXBUF, until the
+// frame fits) and writes the virtio-net header and the last head byte
+// early, so the stores take the lines from the guest's CPU while later
+// chains are walked. It stops when the worker's chain array is full
+// (more = true: copy out, then call again from the returned k) or when the
+// guest has no buffers left.
+func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueue, hdrLen int, mrg bool, t *txTally) (next int, more bool) {
+	w.nout, w.nd = 0, 0
+	for ; k < len(sel); k++ {
+		pkt := &b.Pkts[sel[k]]
 		need := hdrLen + pkt.Len
-		if room < need {
-			rxq.Unpop()
-			small++
-			continue
+		first, got := w.nd, 0
+		for got < need {
+			if rxq.Pending() == 0 {
+				w.giveBack(rxq, first)
+				t.noBuf += uint64(len(sel) - k)
+				return len(sel), false
+			}
+			if w.nd == len(w.dst) {
+				w.giveBack(rxq, first)
+				if first == 0 { // one frame needs more chains than we hold
+					t.small++
+					k++
+				}
+				return k, k < len(sel)
+			}
+			d := &w.dst[w.nd]
+			head, nseg, room, cerr := rxq.Next(&d.segs, true)
+			if cerr != virtio.ChainOK {
+				t.bad++
+				if cerr != virtio.ChainBadHead {
+					rxq.PutUsed(head, 0)
+				}
+				continue
+			}
+			if !mrg && room < need {
+				rxq.Unpop()
+				t.small++
+				break
+			}
+			d.head, d.nseg, d.room = head, nseg, room
+			w.nd++
+			got += room
 		}
-		d.head, d.nseg, d.pkt = head, nseg, i
-		// Write the virtio-net header and the last head byte now: the
-		// stores take the lines from the guest's CPU while the next chains
-		// are walked, and pass 2 copies into lines it owns.
-		d.hdrDone = false
-		if s0 := d.segs[0]; len(s0) >= hdrLen {
-			putNetHdr(s0, hdrLen)
-			d.hdrDone = true
+		if got < need {
+			continue // refused above
+		}
+		o := &w.out[w.nout]
+		w.nout++
+		o.pkt, o.first, o.n = sel[k], uint16(first), uint16(w.nd-first)
+		o.hdrDone = false
+		if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
+			putNetHdr(s0, hdrLen, int(o.n))
+			o.hdrDone = true
 			if end := hdrLen + pkt.NHead; end <= len(s0) {
 				s0[end-1] = pkt.Head[pkt.NHead-1]
 			}
 		}
-		nd++
 	}
-	for k := 0; k < nd; k++ {
-		d := &dsts[k]
-		pkt := &b.Pkts[d.pkt]
-		scatter(d.segs[:d.nseg], hdrLen, d.hdrDone, pkt)
-		rxq.PutUsed(d.head, uint32(hdrLen+pkt.Len))
-		bytes += uint64(pkt.Len)
+	return k, false
+}
+
+// giveBack returns the chains taken since index first to the guest's ring
+// unused (a frame that could not be placed whole).
+func (w *Worker) giveBack(rxq *virtio.SplitQueue, first int) {
+	for ; w.nd > first; w.nd-- {
+		rxq.Unpop()
 	}
-	sent = uint64(nd)
-	rxq.Flush()
-	lk.Unlock()
-	if sent != 0 {
-		c.TxPackets.Add(sent)
-		c.TxBytes.Add(bytes)
+}
+
+// copyOut is pass 2: each frame is copied into its chains and every chain
+// is returned with the bytes written into it.
+func (w *Worker) copyOut(b *Batch, rxq *virtio.SplitQueue, hdrLen int, t *txTally) {
+	for k := 0; k < w.nout; k++ {
+		o := &w.out[k]
+		pkt := &b.Pkts[o.pkt]
+		chains := w.dst[o.first : o.first+o.n]
+		scatter(chains, hdrLen, o.hdrDone, pkt)
+		left := hdrLen + pkt.Len
+		for c := range chains {
+			n := min(chains[c].room, left)
+			rxq.PutUsed(chains[c].head, uint32(n))
+			left -= n
+		}
+		t.sent++
+		t.bytes += uint64(pkt.Len)
 	}
-	if noBuf != 0 {
-		c.Drops[DropNoRxBuffer].Add(noBuf)
-	}
-	if small != 0 {
-		c.Drops[DropRxBufferTooSmall].Add(small)
-	}
-	if bad != 0 {
-		c.Drops[virtio.ChainBadAddr].Add(bad)
-	}
+	w.nout, w.nd = 0, 0
 }
 
 // pickRx picks the guest receive queue a worker feeds.
@@ -329,40 +387,46 @@ func pickRx(st *vhostuser.State, wid int) (int, *virtio.SplitQueue) {
 	return 0, nil
 }
 
-// putNetHdr writes a virtio-net header with no offloads and num_buffers 1
+// putNetHdr writes a virtio-net header with no offloads and numBuffers
 // (the field exists in the 12-byte header) into b.
-func putNetHdr(b []byte, hdrLen int) {
+func putNetHdr(b []byte, hdrLen, numBuffers int) {
 	binary.LittleEndian.PutUint64(b[0:8], 0)
 	if hdrLen == 12 {
-		binary.LittleEndian.PutUint32(b[8:12], 1<<16) // num_buffers at offset 10
+		binary.LittleEndian.PutUint32(b[8:12], uint32(numBuffers)<<16) // num_buffers at offset 10
 	} else {
 		binary.LittleEndian.PutUint16(b[8:10], 0)
 	}
 }
 
 // scatter writes the virtio-net header (unless hdrDone) and then the frame
-// into the receive buffers dst, which hold at least hdrLen+pkt.Len.
-func scatter(dst [][]byte, hdrLen int, hdrDone bool, pkt *Packet) {
-	di, off := 0, 0
+// into the receive chains, which hold at least hdrLen+pkt.Len together.
+func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet) {
+	ci, di, off := 0, 0, 0
 	put := func(src []byte) {
 		for len(src) > 0 {
-			n := copy(dst[di][off:], src)
+			seg := chains[ci].segs[di]
+			n := copy(seg[off:], src)
 			src = src[n:]
 			off += n
-			if off == len(dst[di]) {
-				di++
+			if off == len(seg) {
 				off = 0
+				if di++; di == chains[ci].nseg {
+					ci, di = ci+1, 0
+				}
 			}
 		}
 	}
-	if hdrDone {
+	if hdrDone { // pass 1 wrote it into the first segment: step over it
 		off = hdrLen
-		if off == len(dst[0]) {
-			di, off = 1, 0
+		if off == len(chains[0].segs[0]) {
+			off = 0
+			if di++; di == chains[0].nseg {
+				ci, di = 1, 0
+			}
 		}
 	} else {
 		var hdr [12]byte
-		putNetHdr(hdr[:], hdrLen)
+		putNetHdr(hdr[:], hdrLen, len(chains))
 		put(hdr[:hdrLen])
 	}
 	put(pkt.Head[:pkt.NHead])

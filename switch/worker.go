@@ -21,7 +21,12 @@ type Worker struct {
 	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
 
 	batch Batch
-	dst   [BatchSize]rxChain // receive chains taken for the batch in flight
+	// Receive chains taken for the frames of the batch in flight, and
+	// which chains each frame uses (several with MRG_RXBUF).
+	dst  [4 * BatchSize]rxChain
+	nd   int
+	out  [BatchSize]rxFrame
+	nout int
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
 	nsel    [MaxPorts]uint16
@@ -36,13 +41,18 @@ type Worker struct {
 	Faults  atomic.Uint64
 }
 
-// rxChain is a guest receive chain taken for one packet of a batch.
+// rxChain is a guest receive chain taken for a frame of a batch.
 type rxChain struct {
-	head    uint16
-	nseg    int
-	pkt     uint16
-	hdrDone bool // pass 1 wrote the virtio-net header into segs[0]
-	segs    [virtio.MaxSegs][]byte
+	head uint16
+	nseg int
+	room int
+	segs [virtio.MaxSegs][]byte
+}
+
+// rxFrame is a frame of a batch and the chains it goes into.
+type rxFrame struct {
+	pkt, first, n uint16
+	hdrDone       bool // pass 1 wrote the virtio-net header
 }
 
 type source struct {

@@ -131,7 +131,8 @@ func NewDevice(opts Options, backend Backend) *Device {
 		d.vrings[i] = vring{kickFd: -1, callFd: -1, errFd: -1} // fd 0 is a real fd
 	}
 	d.offered = virtio.Bit(virtio.FVersion1) | virtio.Bit(virtio.FProtocolFeatures) |
-		virtio.Bit(virtio.RingFEventIdx) | virtio.Bit(virtio.NetFMTU) | virtio.Bit(virtio.RingFIndirectDesc)
+		virtio.Bit(virtio.RingFEventIdx) | virtio.Bit(virtio.NetFMTU) | virtio.Bit(virtio.RingFIndirectDesc) |
+		virtio.Bit(virtio.NetFMrgRxbuf)
 	if opts.QueuePairs > 1 {
 		d.offered |= virtio.Bit(virtio.NetFMQ)
 	}
