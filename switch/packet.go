@@ -59,6 +59,8 @@ const (
 	DropNoRxBuffer
 	DropRxBufferTooSmall
 	DropPortFault
+	DropFrameTooLarge
+	DropNoTxFrame // an AF_XDP port's TX ring or transmit frames are all in use
 	NumDropReasons
 )
 
@@ -72,6 +74,8 @@ var dropNames = [NumDropReasons]string{
 	DropNoRxBuffer:       "no_guest_rx_buffer",
 	DropRxBufferTooSmall: "guest_rx_buffer_too_small",
 	DropPortFault:        "port_memory_fault",
+	DropFrameTooLarge:    "frame_exceeds_mtu",
+	DropNoTxFrame:        "no_tx_frame",
 }
 
 func init() {

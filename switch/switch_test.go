@@ -216,6 +216,22 @@ func TestMergeableRxBuffers(t *testing.T) {
 
 const virtioMrgRxbuf = 15
 
+// A frame larger than the receiver's MTU (NET_SET_MTU) is dropped and
+// counted; one that fits gets through.
+func TestFrameOverReceiverMTU(t *testing.T) {
+	r := newRigOpts(t, 2, vhostusertest.Options{MTU: 1500})
+	r.fes[1].PostRxBuffers(0, 8, 4096)
+	r.fes[0].SendPacket(0, frame(t, mac(0), mac(1), 1500-28)) // IP packet of exactly 1500
+	r.fes[0].SendPacket(0, frame(t, mac(0), mac(1), 2000))
+	r.poll()
+	if n := len(r.fes[1].Received(0)); n != 1 {
+		t.Fatalf("%d frames delivered, want 1", n)
+	}
+	if d := r.drops(1)["frame_exceeds_mtu"]; d != 1 {
+		t.Fatalf("drops %v, want frame_exceeds_mtu", r.drops(1))
+	}
+}
+
 func TestNoReceiveBuffersIsCounted(t *testing.T) {
 	// Every offered feature but MRG_RXBUF.
 	r := newRigOpts(t, 2, vhostusertest.Options{Features: ^uint64(1 << virtioMrgRxbuf)})

@@ -250,6 +250,10 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 	hdrLen := st.HdrLen
 	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
 	var t txTally
+	t.maxLen = 1 << 30
+	if st.MTU > 0 {
+		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
+	}
 	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
 	for k := 0; k < len(sel); {
 		var more bool
@@ -274,11 +278,15 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 	if t.bad != 0 {
 		c.Drops[virtio.ChainBadAddr].Add(t.bad)
 	}
+	if t.tooBig != 0 {
+		c.Drops[DropFrameTooLarge].Add(t.tooBig)
+	}
 }
 
 // txTally counts one Transmit call.
 type txTally struct {
-	sent, bytes, noBuf, small, bad uint64
+	sent, bytes, noBuf, small, bad, tooBig uint64
+	maxLen                                 int // largest frame the guest's MTU allows
 }
 
 // takeChains is pass 1 of a transmit into a guest: from sel[k] on, it
@@ -292,6 +300,10 @@ func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueu
 	w.nout, w.nd = 0, 0
 	for ; k < len(sel); k++ {
 		pkt := &b.Pkts[sel[k]]
+		if pkt.Len > t.maxLen {
+			t.tooBig++
+			continue
+		}
 		need := hdrLen + pkt.Len
 		first, got := w.nd, 0
 		for got < need {
