@@ -22,6 +22,8 @@ type GuestOptions struct {
 	Role   string // ping|wait|pingloop (default: ping when Peer is set, else wait)
 	Count  int    // role ping: echo requests after the first reply (default 3)
 	MTU    int    // eth0 MTU, 0: kernel default
+	// KernelArgs are appended to the kernel command line (e.g. "lab.kb=10240").
+	KernelArgs string
 	// Server makes QEMU listen on Socket (chardev server=on,wait=off) so the switch connects.
 	Server     bool
 	DevOpts    string // appended to -device virtio-net-pci,..., e.g. ",packed=on,mrg_rxbuf=on"
@@ -77,6 +79,9 @@ func StartGuest(t testing.TB, o GuestOptions) *Guest {
 	}
 	if o.Peer != "" {
 		kargs = append(kargs, "lab.peer="+o.Peer)
+	}
+	if o.KernelArgs != "" {
+		kargs = append(kargs, strings.Fields(o.KernelArgs)...)
 	}
 	if o.MTU > 0 {
 		kargs = append(kargs, fmt.Sprintf("lab.mtu=%d", o.MTU))

@@ -22,7 +22,7 @@ for m in $(cat /lib/modules/order); do
 	insmod /lib/modules/$m.ko || echo "LAB-INSMOD-FAIL $m"
 done
 
-IP=; PEER=; ROLE=; COUNT=3; MTU=
+IP=; PEER=; ROLE=; COUNT=3; MTU=; KB=10240
 for kv in $(cat /proc/cmdline); do
 	case "$kv" in
 	lab.ip=*) IP=${kv#lab.ip=} ;;
@@ -30,6 +30,7 @@ for kv in $(cat /proc/cmdline); do
 	lab.role=*) ROLE=${kv#lab.role=} ;;
 	lab.count=*) COUNT=${kv#lab.count=} ;;
 	lab.mtu=*) MTU=${kv#lab.mtu=} ;;
+	lab.kb=*) KB=${kv#lab.kb=} ;;
 	esac
 done
 [ -n "$ROLE" ] || ROLE=wait
@@ -57,6 +58,23 @@ ip link set eth0 up
 echo "LAB-NET-UP $(up_s)s ip=$IP $(cat /sys/class/net/eth0/address)"
 
 case "$ROLE" in
+tcprecv)
+	# Receive one TCP stream on port 5001 and report what arrived.
+	echo "LAB-WAITING"
+	nc -l -p 5001 >/tmp/rx
+	echo "LAB-TCP-RX $(md5sum </tmp/rx | cut -d' ' -f1) $(wc -c </tmp/rx)"
+	while true; do sleep 3600; done
+	;;
+tcpsend)
+	# Send lab.kb KiB of random data to PEER:5001 once the peer answers.
+	dd if=/dev/urandom of=/tmp/tx bs=1024 count="$KB" 2>/dev/null
+	echo "LAB-TCP-TX $(md5sum </tmp/tx | cut -d' ' -f1) $(wc -c </tmp/tx)"
+	for i in $(seq 1 60); do ping -c 1 -W 1 "$PEER" >/dev/null 2>&1 && break; done
+	sleep 1
+	nc "$PEER" 5001 </tmp/tx
+	echo "LAB-TCP-DONE rc=$? $(up_s)s"
+	while true; do sleep 3600; done
+	;;
 ping)
 	ok=0
 	# Each try waits up to 1 s for a reply, so this allows about a minute for the switch.

@@ -31,7 +31,7 @@ var GuestModules = []string{
 // GuestApplets are the busybox applets linked into the guest's /bin.
 var GuestApplets = []string{
 	"sh", "ip", "ping", "insmod", "sleep", "cat", "echo", "mount", "poweroff", "seq",
-	"grep", "sed", "date", "dmesg", "ls", "nc", "md5sum", "dd", "head", "ifconfig", "cut",
+	"grep", "sed", "date", "dmesg", "ls", "nc", "md5sum", "dd", "head", "ifconfig", "cut", "wc",
 }
 
 // BusyboxPath is the static busybox copied into the guest (Debian busybox-static).
