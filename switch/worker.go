@@ -94,6 +94,7 @@ func (w *Worker) loop() (stopped bool) {
 		}
 	}()
 	idle := 0
+	var idleSince time.Time
 	for {
 		w.epoch.Add(1) // odd: in a batch
 		work := w.pollOnce()
@@ -110,22 +111,34 @@ func (w *Worker) loop() (stopped bool) {
 			default:
 			}
 		}
-		if !w.sw.opts.Busy && idle > 256 {
-			// Adaptive polling: back off to short sleeps when idle so
-			// guests sharing the CPU get it; traffic resets the count.
-			d := 50 * time.Microsecond
-			if idle > 20000 {
-				d = time.Millisecond
-			}
-			time.Sleep(d)
-			select {
-			case <-w.sw.stop:
-				return true
-			default:
-			}
+		if w.sw.opts.Busy || idle&63 != 0 {
+			continue
+		}
+		// Adaptive polling: keep spinning through the short gaps of a busy
+		// front-end (a sleep there costs a round trip), then back off to
+		// short sleeps so guests sharing the CPU get it.
+		now := time.Now()
+		if idle == 64 {
+			idleSince = now
+		}
+		switch quiet := now.Sub(idleSince); {
+		case quiet < spinWindow:
+			continue
+		case quiet < 50*time.Millisecond:
+			time.Sleep(50 * time.Microsecond)
+		default:
+			time.Sleep(time.Millisecond)
+		}
+		select {
+		case <-w.sw.stop:
+			return true
+		default:
 		}
 	}
 }
+
+// spinWindow is how long an adaptive worker spins after its last packet.
+const spinWindow = 200 * time.Microsecond
 
 func (w *Worker) recoverFault(r any) {
 	if w.epoch.Load()&1 == 1 {

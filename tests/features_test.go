@@ -1,0 +1,96 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/api"
+	"github.com/vswitch/vswitch/internal/testutil"
+)
+
+// featureLoop runs the learned loop of PEERS.md section 8 with extra
+// virtio_user devargs (e.g. ",queues=2") and testpmd args, and checks that
+// frames flow without drops. It returns the switch's view of vm1.
+func featureLoop(t *testing.T, cfg, devargs string, args ...string) api.PortStatus {
+	t.Helper()
+	sw := testutil.StartVswitchd(t, "", cfg)
+	fe := testutil.StartTestpmd(t, testutil.TestpmdOptions{
+		Name: "fe", MainLcore: 0, NoHuge: true, Dir: sw.Dir, Interactive: true,
+		Vdevs: []string{
+			"net_virtio_user0,path=" + sw.Dir + "/vm1.sock,mac=02:00:00:00:00:01" + devargs,
+			"net_virtio_user1,path=" + sw.Dir + "/vm2.sock,mac=02:00:00:00:00:02" + devargs,
+		},
+		Args: append([]string{"--forward-mode=mac", "--eth-peer=0,02:00:00:00:00:02", "--eth-peer=1,02:00:00:00:00:01", "--burst=32"}, args...),
+	})
+	sw.WaitPortState(t, "vm1", api.StateRunning, 30*time.Second)
+	sw.WaitPortState(t, "vm2", api.StateRunning, 30*time.Second)
+	fe.Cmd(t, "start tx_first")
+	time.Sleep(3 * time.Second)
+	fe.Cmd(t, "stop")
+	fe.WaitLog(t, "Accumulated forward statistics", 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	ports := sw.MustPorts(t)
+	st, err := fe.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm1, vm2 := ports["vm1"], ports["vm2"]
+	t.Logf("testpmd %+v; vm1 %s pairs=%d features=%v rx=%d drops=%v", st, vm1.State, vm1.QueuePairs, vm1.Features, vm1.RxPackets, vm1.Drops)
+	if vm1.RxPackets < 10000 || vm2.RxPackets < 10000 {
+		t.Fatalf("only %d / %d frames moved", vm1.RxPackets, vm2.RxPackets)
+	}
+	for _, p := range []api.PortStatus{vm1, vm2} {
+		if totalDrops(p) != 0 {
+			t.Errorf("%s dropped %v", p.Name, p.Drops)
+		}
+		if p.RxPackets != st[portIndex(p.Name)].TxPackets {
+			t.Errorf("%s: switch received %d, testpmd sent %d", p.Name, p.RxPackets, st[portIndex(p.Name)].TxPackets)
+		}
+	}
+	return vm1
+}
+
+func portIndex(name string) int { return int(name[len(name)-1] - '1') }
+
+func portsConfig(queues int) string {
+	return fmt.Sprintf(`dataplane: {workers: 1, poll: adaptive}
+bridges: [{name: br0}]
+ports:
+  - {name: vm1, type: vhostuser, bridge: br0, socket: vm1.sock, queues: %[1]d}
+  - {name: vm2, type: vhostuser, bridge: br0, socket: vm2.sock, queues: %[1]d}
+`, queues)
+}
+
+// Two queue pairs per port: testpmd uses both (--rxq=2 --txq=2), the
+// switch polls both transmit queues and negotiates VIRTIO_NET_F_MQ.
+func TestTestpmdMultiqueue(t *testing.T) {
+	peerPrereqs(t)
+	vm1 := featureLoop(t, portsConfig(2), ",queues=2", "--rxq=2", "--txq=2")
+	if vm1.QueuePairs != 2 || !contains(vm1.Features, "MQ") {
+		t.Fatalf("vm1 runs %d queue pairs with %v, want 2 and MQ", vm1.QueuePairs, vm1.Features)
+	}
+}
+
+// Virtio feature variants of DPDK's virtio_user, each a real front-end.
+func TestTestpmdFeatureVariants(t *testing.T) {
+	peerPrereqs(t)
+	for _, v := range []struct{ name, devargs, want, absent string }{
+		{"mrg_rxbuf=0", ",mrg_rxbuf=0", "", "MRG_RXBUF"},
+		{"mrg_rxbuf=1", ",mrg_rxbuf=1", "MRG_RXBUF", ""},
+		{"in_order=1", ",in_order=1", "", ""},
+		{"in_order=0", ",in_order=0", "", ""},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			vm1 := featureLoop(t, portsConfig(1), v.devargs)
+			f := strings.Join(vm1.Features, " ")
+			if v.want != "" && !contains(vm1.Features, v.want) {
+				t.Errorf("features %s, want %s", f, v.want)
+			}
+			if v.absent != "" && contains(vm1.Features, v.absent) {
+				t.Errorf("features %s, want no %s", f, v.absent)
+			}
+		})
+	}
+}
