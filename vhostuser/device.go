@@ -112,6 +112,7 @@ type Device struct {
 	mem         *virtio.Memory
 	vrings      [2 * MaxQueuePairs]vring
 	mtu         int
+	status      uint8 // virtio device status (SET_STATUS)
 	published   *State
 }
 
@@ -136,7 +137,7 @@ func NewDevice(opts Options, backend Backend) *Device {
 	if opts.QueuePairs > 1 {
 		d.offered |= virtio.Bit(virtio.NetFMQ)
 	}
-	d.protocol = 1<<ProtocolMQ | 1<<ProtocolReplyAck | 1<<ProtocolMTU | 1<<ProtocolRARP
+	d.protocol = 1<<ProtocolMQ | 1<<ProtocolReplyAck | 1<<ProtocolMTU | 1<<ProtocolRARP | 1<<ProtocolStatus
 	d.resetLocked()
 	return d
 }
@@ -152,7 +153,7 @@ func (d *Device) resetLocked() {
 		closeFd(&v.errFd)
 		*v = vring{kickFd: -1, callFd: -1, errFd: -1}
 	}
-	d.features, d.featuresSet, d.protoAcked, d.mtu = 0, false, 0, 0
+	d.features, d.featuresSet, d.protoAcked, d.mtu, d.status = 0, false, 0, 0, 0
 }
 
 func closeFd(fd *int) {
@@ -220,12 +221,14 @@ var handlers = map[Request]handler{
 	SetVringEnable:      {size: 8, protocol: -1, stop: true, fn: (*Device).setVringEnable},
 	SendRARP:            {size: 8, protocol: ProtocolRARP, fn: (*Device).sendRARP},
 	NetSetMTU:           {size: 8, protocol: ProtocolMTU, stop: true, fn: (*Device).netSetMTU},
+	SetStatus:           {size: 8, protocol: ProtocolStatus, fn: (*Device).setStatus},
+	GetStatus:           {size: 0, protocol: ProtocolStatus, reply: true, fn: (*Device).getStatus},
 }
 
 // replyRequests are requests we do not support whose front-end waits for a
 // reply we cannot give; refusing them means closing the connection.
 var replyRequests = map[Request]bool{
-	GetConfig: true, GetInflightFd: true, GetMaxMemSlots: true, GetStatus: true, PostcopyAdvise: true,
+	GetConfig: true, GetInflightFd: true, GetMaxMemSlots: true, PostcopyAdvise: true,
 }
 
 // Errors that refuse a message.
@@ -548,6 +551,23 @@ func (d *Device) sendRARP(m *Message) ([]byte, error) {
 	d.log.WithField("mac", mac.String()).Info("announcing guest MAC (SEND_RARP)")
 	return nil, nil
 }
+
+// setStatus records the virtio device status the front-end drives (QEMU
+// sends DRIVER_OK on start and 0 on stop). Rings start and stop through
+// their own messages, so the status is kept for GET_STATUS and the API.
+func (d *Device) setStatus(m *Message) ([]byte, error) {
+	v, err := DecodeU64(m.Payload)
+	if err != nil {
+		return nil, err
+	}
+	if v > 0xff {
+		return nil, fmt.Errorf("device status %#x does not fit a byte", uint64(v))
+	}
+	d.status = uint8(v)
+	return nil, nil
+}
+
+func (d *Device) getStatus(*Message) ([]byte, error) { return U64(d.status).Bytes(), nil }
 
 func (d *Device) netSetMTU(m *Message) ([]byte, error) {
 	v, err := DecodeU64(m.Payload)

@@ -1090,3 +1090,35 @@ func TestAbort(t *testing.T) {
 	f2 := b.connect(t, virtiotest.NewGuest(t, testGuestSize), vhostusertest.Options{})
 	traffic(t, f2, b.be, 1, 2)
 }
+
+// With VHOST_USER_PROTOCOL_F_STATUS the front-end sets and reads the
+// virtio device status; without it GET_STATUS closes the connection (the
+// front-end waits for a reply we cannot give).
+func TestDeviceStatus(t *testing.T) {
+	b := newBed(t, "status", 1)
+	g := virtiotest.NewGuest(t, testGuestSize)
+	f := vhostusertest.Connect(t, b.path, g, vhostusertest.Options{
+		Protocol: vhostusertest.DefaultProtocol | 1<<vhostuser.ProtocolStatus})
+	if !f.HasProtocol(vhostuser.ProtocolStatus) {
+		t.Fatal("STATUS not negotiated")
+	}
+	if _, err := f.Request(vhostuser.SetStatus, vhostuser.U64(0x0f).Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	body, err := f.Request(vhostuser.GetStatus, nil)
+	if err != nil || b2u(body) != 0x0f {
+		t.Fatalf("GET_STATUS = %x, %v; want 0x0f", body, err)
+	}
+	if _, err := f.Request(vhostuser.SetStatus, vhostuser.U64(0x100).Bytes()); err == nil {
+		t.Fatal("a status that does not fit a byte was accepted")
+	}
+
+	b2 := newBed(t, "nostatus", 1)
+	f2 := vhostusertest.Connect(t, b2.path, virtiotest.NewGuest(t, testGuestSize), vhostusertest.Options{})
+	if err := f2.Send(vhostuser.GetStatus, vhostuser.FlagVersion, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !f2.Closed(vhostusertest.DefaultTimeout) {
+		t.Fatal("GET_STATUS without STATUS negotiated left the connection open")
+	}
+}
