@@ -1,0 +1,378 @@
+package virtio
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Packed ring flags (virtio 1.2, 2.8).
+const (
+	DescFAvail = 1 << 7
+	DescFUsed  = 1 << 15
+
+	// Event suppression flags (struct pvirtq_event_suppress).
+	EventFlagsEnable  = 0
+	EventFlagsDisable = 1
+	EventFlagsDesc    = 2
+
+	// PackedWrapBit carries the wrap counter in a vring base (bit 15), as
+	// QEMU and DPDK encode SET/GET_VRING_BASE for packed rings.
+	PackedWrapBit = 1 << 15
+)
+
+// pdesc is struct pvirtq_desc. id and flags share one aligned 32-bit word
+// (idFlags) so both are read and published with one atomic access.
+type pdesc struct {
+	addr    uint64
+	len     uint32
+	idFlags uint32 // id (low 16) | flags (high 16)
+}
+
+// PackedConfig describes one packed ring as vhost-user sets it up.
+type PackedConfig struct {
+	Size      uint16
+	Desc      uint64 // frontend virtual addresses: descriptor ring,
+	Driver    uint64 // driver event suppression area ("avail"),
+	Device    uint64 // device event suppression area ("used")
+	LastAvail uint16 // SET_VRING_BASE: index | wrap counter << 15
+	EventIdx  bool
+	CallFd    int
+}
+
+type packedUsed struct {
+	id    uint16
+	count uint16
+	len   uint32
+}
+
+// PackedQueue is the engine for one packed virtqueue, with the same method
+// set as SplitQueue so the data plane picks one per burst. Driven by one
+// goroutine at a time.
+type PackedQueue struct {
+	size      uint16
+	desc      []pdesc
+	driverEvt *uint32 // off_wrap (low 16) | flags (high 16), written by the driver
+	deviceEvt *uint32 // ours: we ask the driver not to kick
+
+	mem      *Memory
+	eventIdx bool
+	callFd   int
+
+	lastAvail uint16 // next descriptor slot to read
+	availWrap bool
+	usedIdx   uint16 // next descriptor slot to write a used element at
+	usedWrap  bool
+
+	prevAvail uint16 // where the chain Next returned last started (Unpop)
+	prevWrap  bool
+	counts    []uint16     // descriptors per chain, by buffer id
+	shadow    []packedUsed // used elements of this batch
+	nshadow   int
+	callBuf   [8]byte
+}
+
+// NewPackedQueue maps the ring areas of cfg in mem.
+func NewPackedQueue(mem *Memory, cfg PackedConfig) (*PackedQueue, error) {
+	n := uint64(cfg.Size)
+	if n == 0 || n > MaxQueueSize {
+		return nil, fmt.Errorf("packed queue size %d not in 1..%d", n, MaxQueueSize)
+	}
+	if cfg.LastAvail&^PackedWrapBit >= cfg.Size {
+		return nil, fmt.Errorf("packed ring base %d is beyond the ring size %d", cfg.LastAvail&^PackedWrapBit, n)
+	}
+	if cfg.Desc%16 != 0 || cfg.Driver%4 != 0 || cfg.Device%4 != 0 {
+		return nil, fmt.Errorf("packed ring addresses desc=%#x driver=%#x device=%#x are misaligned", cfg.Desc, cfg.Driver, cfg.Device)
+	}
+	db, ok := mem.TranslateUser(cfg.Desc, n*descSize)
+	if !ok {
+		return nil, fmt.Errorf("descriptor ring %#x+%d is outside guest memory", cfg.Desc, n*descSize)
+	}
+	drv, ok := mem.TranslateUser(cfg.Driver, 4)
+	if !ok {
+		return nil, fmt.Errorf("driver event area %#x is outside guest memory", cfg.Driver)
+	}
+	dev, ok := mem.TranslateUser(cfg.Device, 4)
+	if !ok {
+		return nil, fmt.Errorf("device event area %#x is outside guest memory", cfg.Device)
+	}
+	if uintptr(unsafe.Pointer(&db[0]))%16 != 0 || uintptr(unsafe.Pointer(&drv[0]))%4 != 0 || uintptr(unsafe.Pointer(&dev[0]))%4 != 0 {
+		return nil, fmt.Errorf("packed rings are misaligned in the mapped memory (region offset)")
+	}
+	q := &PackedQueue{
+		size:      cfg.Size,
+		desc:      unsafe.Slice((*pdesc)(unsafe.Pointer(&db[0])), n),
+		driverEvt: (*uint32)(unsafe.Pointer(&drv[0])),
+		deviceEvt: (*uint32)(unsafe.Pointer(&dev[0])),
+		mem:       mem,
+		eventIdx:  cfg.EventIdx,
+		callFd:    cfg.CallFd,
+		lastAvail: cfg.LastAvail &^ PackedWrapBit,
+		availWrap: cfg.LastAvail&PackedWrapBit != 0,
+		counts:    make([]uint16, n),
+		shadow:    make([]packedUsed, n),
+	}
+	// Nothing is in flight when a ring (re)starts: used follows avail.
+	q.usedIdx, q.usedWrap = q.lastAvail, q.availWrap
+	binaryPutUint32(q.callBuf[:4], 1)
+	// We poll: ask the driver not to kick.
+	atomic.StoreUint32(q.deviceEvt, EventFlagsDisable<<16)
+	return q, nil
+}
+
+// Size is the number of descriptors.
+func (q *PackedQueue) Size() uint16 { return q.size }
+
+// LastAvail is the vring base to report: the next slot and its wrap counter.
+func (q *PackedQueue) LastAvail() uint16 {
+	if q.availWrap {
+		return q.lastAvail | PackedWrapBit
+	}
+	return q.lastAvail
+}
+
+// Memory is the guest memory the ring and buffers live in.
+func (q *PackedQueue) Memory() *Memory { return q.mem }
+
+// isAvail says whether descriptor flags f are available in wrap round w.
+func isAvail(f uint16, w bool) bool {
+	return (f&DescFAvail != 0) == w && (f&DescFUsed != 0) != w
+}
+
+func (q *PackedQueue) flagsAt(i uint16) uint16 {
+	return uint16(atomic.LoadUint32(&q.desc[i].idFlags) >> 16)
+}
+
+// Avail reports how many chains may be taken: a packed ring has no index
+// to read, so it is the number of consecutive available descriptors from
+// the next slot (each chain has at least one), bounded by the ring size.
+func (q *PackedQueue) Avail() (int, error) {
+	n, i, w := 0, q.lastAvail, q.availWrap
+	for n < int(q.size) && isAvail(q.flagsAt(i), w) {
+		n++
+		if i++; i == q.size {
+			i, w = 0, !w
+		}
+	}
+	return n, nil
+}
+
+// Pending says whether another chain can be taken now.
+func (q *PackedQueue) Pending() int {
+	if isAvail(q.flagsAt(q.lastAvail), q.availWrap) {
+		return 1
+	}
+	return 0
+}
+
+// Prefetch touches the next n descriptors in a tight loop so their misses
+// overlap (see SplitQueue.Prefetch).
+func (q *PackedQueue) Prefetch(n int) uint16 {
+	var sum uint16
+	i := q.lastAvail
+	for k := 0; k < n && k < int(q.size); k++ {
+		sum += uint16(q.desc[i].len)
+		if i++; i == q.size {
+			i = 0
+		}
+	}
+	return sum
+}
+
+// Next consumes the next available chain and appends its buffers to segs,
+// like SplitQueue.Next. It returns the buffer id (from the chain's last
+// descriptor). On an error other than ChainBadHead the caller returns the
+// id with PutUsed(id, 0). Call it only while Pending() > 0.
+func (q *PackedQueue) Next(segs *[MaxSegs][]byte, writable bool) (id uint16, nseg int, total int, cerr ChainErr) {
+	q.prevAvail, q.prevWrap = q.lastAvail, q.availWrap
+	want := uint16(0)
+	if writable {
+		want = DescFWrite
+	}
+	i, w := q.lastAvail, q.availWrap
+	count := uint16(0)
+	for {
+		if count == q.size {
+			cerr = ChainLoop // NEXT on every descriptor of the ring
+			break
+		}
+		word := atomic.LoadUint32(&q.desc[i].idFlags) // acquire: then addr and len
+		flags := uint16(word >> 16)
+		if !isAvail(flags, w) {
+			cerr = ChainBadIndex // a chain whose tail is not available yet
+			break
+		}
+		d := q.desc[i]
+		id = uint16(word)
+		count++
+		if i++; i == q.size {
+			i, w = 0, !w
+		}
+		if cerr == ChainOK {
+			if flags&DescFIndirect != 0 {
+				if count != 1 || flags&DescFNext != 0 {
+					cerr = ChainIndirect
+				} else {
+					nseg, total, cerr = q.walkIndirect(d.addr, d.len, segs, want)
+				}
+			} else if flags&DescFWrite != want {
+				cerr = ChainBadDirection
+			} else if d.len != 0 {
+				if nseg == MaxSegs {
+					cerr = ChainTooManySegs
+				} else if b, ok := q.mem.Translate(d.addr, uint64(d.len)); !ok {
+					cerr = ChainBadAddr
+				} else if total += int(d.len); total > MaxChainBytes {
+					cerr = ChainTooLong
+				} else {
+					segs[nseg] = b
+					nseg++
+				}
+			}
+		}
+		// Keep walking after an error so the whole chain is skipped.
+		if flags&DescFNext == 0 {
+			break
+		}
+	}
+	if count == 0 {
+		// The head is not available (a guest flipped it back after
+		// Pending): nothing was taken.
+		return 0, 0, 0, ChainBadHead
+	}
+	q.lastAvail, q.availWrap = i, w
+	if id >= q.size {
+		// An id we cannot index cannot be returned either; the chain's
+		// slots are consumed and counted.
+		return id, nseg, total, ChainBadHead
+	}
+	q.counts[id] = count
+	return id, nseg, total, cerr
+}
+
+// walkIndirect walks a packed indirect table: its entries are used in
+// order, all of them (virtio 1.2, 2.8.7).
+func (q *PackedQueue) walkIndirect(addr uint64, length uint32, segs *[MaxSegs][]byte, want uint16) (nseg, total int, cerr ChainErr) {
+	n := length / descSize
+	if length%descSize != 0 || n == 0 || n > MaxIndirect {
+		return 0, 0, ChainIndirect
+	}
+	tbl, ok := q.mem.Translate(addr, uint64(length))
+	if !ok {
+		return 0, 0, ChainBadAddr
+	}
+	for k := uint32(0); k < n; k++ {
+		e := tbl[k*descSize : k*descSize+descSize : k*descSize+descSize]
+		a := uint64(e[0]) | uint64(e[1])<<8 | uint64(e[2])<<16 | uint64(e[3])<<24 |
+			uint64(e[4])<<32 | uint64(e[5])<<40 | uint64(e[6])<<48 | uint64(e[7])<<56
+		l := uint32(e[8]) | uint32(e[9])<<8 | uint32(e[10])<<16 | uint32(e[11])<<24
+		flags := uint16(e[14]) | uint16(e[15])<<8
+		if flags&DescFIndirect != 0 {
+			return nseg, total, ChainIndirect
+		}
+		if flags&DescFWrite != want {
+			return nseg, total, ChainBadDirection
+		}
+		if l == 0 {
+			continue
+		}
+		if nseg == MaxSegs {
+			return nseg, total, ChainTooManySegs
+		}
+		b, ok := q.mem.Translate(a, uint64(l))
+		if !ok {
+			return nseg, total, ChainBadAddr
+		}
+		if total += int(l); total > MaxChainBytes {
+			return nseg, total, ChainTooLong
+		}
+		segs[nseg] = b
+		nseg++
+	}
+	return nseg, total, ChainOK
+}
+
+// Unpop gives back the chain Next returned last.
+func (q *PackedQueue) Unpop() { q.lastAvail, q.availWrap = q.prevAvail, q.prevWrap }
+
+// PutUsed returns the chain with buffer id and the bytes written. The
+// guest sees it after the next Flush.
+func (q *PackedQueue) PutUsed(id uint16, written uint32) {
+	if q.nshadow == len(q.shadow) {
+		q.Flush() // cannot happen with chains from Next; keeps it safe
+	}
+	q.shadow[q.nshadow] = packedUsed{id: id, count: q.counts[id%q.size], len: written}
+	q.nshadow++
+}
+
+// Flush writes this batch's used elements into the ring and interrupts the
+// guest if it asked for it. The first element's flags are published last,
+// with one atomic store, so the driver sees the batch whole.
+func (q *PackedQueue) Flush() bool {
+	if q.nshadow == 0 {
+		return false
+	}
+	oldIdx, oldWrap := q.usedIdx, q.usedWrap
+	headIdx, headWord := q.usedIdx, uint32(0)
+	for k := 0; k < q.nshadow; k++ {
+		e := q.shadow[k]
+		flags := uint16(0)
+		if q.usedWrap {
+			flags = DescFAvail | DescFUsed
+		}
+		if e.len != 0 {
+			flags |= DescFWrite
+		}
+		d := &q.desc[q.usedIdx]
+		d.len = e.len
+		word := uint32(e.id) | uint32(flags)<<16
+		if k == 0 {
+			headWord = word
+		} else {
+			d.idFlags = word
+		}
+		q.usedIdx += e.count
+		if q.usedIdx >= q.size {
+			q.usedIdx -= q.size
+			q.usedWrap = !q.usedWrap
+		}
+	}
+	q.nshadow = 0
+	atomic.StoreUint32(&q.desc[headIdx].idFlags, headWord)
+	if q.callFd < 0 || !q.needNotify(oldIdx, oldWrap) {
+		return false
+	}
+	unix.Write(q.callFd, q.callBuf[:])
+	return true
+}
+
+// needNotify reads the driver's event suppression (after the full fence of
+// the publishing store) as DPDK's vhost_vring_call_packed does.
+func (q *PackedQueue) needNotify(oldIdx uint16, oldWrap bool) bool {
+	evt := atomic.LoadUint32(q.driverEvt)
+	switch flags := uint16(evt >> 16); {
+	case flags == EventFlagsDisable:
+		return false
+	case flags != EventFlagsDesc || !q.eventIdx:
+		return true
+	}
+	offWrap := uint16(evt)
+	old, nw := oldIdx, q.usedIdx
+	if nw <= old {
+		old -= q.size
+	}
+	off := offWrap &^ PackedWrapBit
+	if (offWrap&PackedWrapBit != 0) != q.usedWrap {
+		off -= q.size
+	}
+	return uint16(nw-off-1) < uint16(nw-old)
+}
+
+// Notify interrupts the guest unconditionally.
+func (q *PackedQueue) Notify() {
+	if q.callFd >= 0 {
+		unix.Write(q.callFd, q.callBuf[:])
+	}
+}
