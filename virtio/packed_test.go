@@ -350,7 +350,7 @@ func FuzzPackedRing(f *testing.F) {
 			g.PutU64(desc+i*16, a%(1<<17))
 		}
 		q, err := virtio.NewPackedQueue(g.Memory(), virtio.PackedConfig{Size: size, Desc: g.UserAddr(desc),
-			Driver: g.UserAddr(drv), Device: g.UserAddr(dev), LastAvail: base % size | base&virtio.PackedWrapBit, CallFd: -1})
+			Driver: g.UserAddr(drv), Device: g.UserAddr(dev), LastAvail: base%size | base&virtio.PackedWrapBit, CallFd: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
