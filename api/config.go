@@ -25,11 +25,19 @@ type Config struct {
 	Ports     []PortConfig    `mapstructure:"ports" json:"ports"`
 }
 
-// APIConfig says where the API listens.
+// APIConfig says where the API listens and who may use it.
 type APIConfig struct {
-	// Listen is unix:///path or tcp://127.0.0.1:PORT (loopback only).
-	Listen     string `mapstructure:"listen" json:"listen"`
-	SocketMode string `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	// Listen is unix:///path or tcp://HOST:PORT. A TCP address other than
+	// loopback needs TLS and a bearer token (TLSCert, TLSKey, TokenFile).
+	Listen      string `mapstructure:"listen" json:"listen"`
+	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal, default 0660
+	SocketOwner string `mapstructure:"socket_owner" json:"socket_owner,omitempty"` // user name or uid
+	SocketGroup string `mapstructure:"socket_group" json:"socket_group,omitempty"` // group name or gid
+	TLSCert     string `mapstructure:"tls_cert" json:"tls_cert,omitempty"`         // PEM certificate file
+	TLSKey      string `mapstructure:"tls_key" json:"tls_key,omitempty"`           // PEM key file
+	// TokenFile holds the bearer token every request must carry
+	// (Authorization: Bearer TOKEN). Optional on unix sockets and loopback.
+	TokenFile string `mapstructure:"token_file" json:"token_file,omitempty"`
 }
 
 // LogConfig sets logging.
@@ -64,11 +72,18 @@ type PortConfig struct {
 	Mode       string `mapstructure:"mode" json:"mode,omitempty"`
 	Queues     int    `mapstructure:"queues" json:"queues,omitempty"`
 	SocketMode string `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	// Device is an afxdp port's network interface. Its Queues is how many
+	// NIC queues it uses, from queue 0 (0: every queue of the device).
+	Device string `mapstructure:"device" json:"device,omitempty"`
+	// XDPMode forces the XDP attach mode of an afxdp port: native or
+	// generic. Empty tries native and falls back to generic.
+	XDPMode string `mapstructure:"xdp_mode" json:"xdp_mode,omitempty"`
 }
 
 // Port types and modes.
 const (
 	TypeVhostUser = "vhostuser"
+	TypeAFXDP     = "afxdp"
 	ModeServer    = "server"
 	ModeClient    = "client"
 )
@@ -131,10 +146,10 @@ func (c *Config) Defaults() {
 	}
 	for i := range c.Ports {
 		p := &c.Ports[i]
-		if p.Mode == "" {
+		if p.Mode == "" && p.Type != TypeAFXDP {
 			p.Mode = ModeServer
 		}
-		if p.Queues == 0 {
+		if p.Queues == 0 && p.Type != TypeAFXDP { // afxdp: 0 is every queue
 			p.Queues = 1
 		}
 		if p.Socket != "" && !filepath.IsAbs(p.Socket) {
@@ -149,8 +164,13 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if _, err := ParseListen(c.API.Listen); err != nil {
+	if l, err := ParseListen(c.API.Listen); err != nil {
 		bad("api.listen", "%v", err)
+	} else if !l.Local() && (c.API.TLSCert == "" || c.API.TLSKey == "" || c.API.TokenFile == "") {
+		bad("api.listen", "%q is not a unix socket or loopback address: set api.tls_cert, api.tls_key and api.token_file to listen there", c.API.Listen)
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		bad("api.tls_key", "api.tls_cert and api.tls_key go together")
 	}
 	if _, err := ParseMode(c.API.SocketMode); err != nil {
 		bad("api.socket_mode", "%v", err)
@@ -187,7 +207,7 @@ func (c *Config) Validate() error {
 			bad(f+".mac_aging", "%d is negative", b.MACAging)
 		}
 	}
-	ports, sockets := map[string]bool{}, map[string]string{}
+	ports, sockets, devices := map[string]bool{}, map[string]string{}, map[string]string{}
 	for i, p := range c.Ports {
 		f := fmt.Sprintf("ports[%d]", i)
 		if err := validName(p.Name); err != nil {
@@ -218,11 +238,38 @@ func (c *Config) Validate() error {
 			if _, err := ParseMode(p.SocketMode); err != nil {
 				bad(f+".socket_mode", "%v", err)
 			}
+		case TypeAFXDP:
+			validateAFXDP(p, f, bad, devices)
 		default:
-			bad(f+".type", "unknown port type %q (supported: %s)", p.Type, TypeVhostUser)
+			bad(f+".type", "unknown port type %q (supported: %s, %s)", p.Type, TypeVhostUser, TypeAFXDP)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateAFXDP checks an afxdp port; devices maps the devices seen so far
+// to their port.
+func validateAFXDP(p PortConfig, f string, bad func(field, format string, args ...any), devices map[string]string) {
+	switch {
+	case p.Device == "":
+		bad(f+".device", "an afxdp port needs a device (a network interface name)")
+	case len(p.Device) > 15 || strings.ContainsAny(p.Device, "/: \t\n") || p.Device == "." || p.Device == "..":
+		bad(f+".device", "%q is not a network interface name", p.Device)
+	default:
+		if other, dup := devices[p.Device]; dup {
+			bad(f+".device", "%s is also port %q's device", p.Device, other)
+		}
+		devices[p.Device] = p.Name
+	}
+	if p.Queues < 0 || p.Queues > 256 {
+		bad(f+".queues", "%d is not in 0..256 (0: every queue of the device)", p.Queues)
+	}
+	if p.XDPMode != "" && p.XDPMode != "native" && p.XDPMode != "generic" {
+		bad(f+".xdp_mode", "%q is not native or generic", p.XDPMode)
+	}
+	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" {
+		bad(f+".socket", "socket, mode and socket_mode are vhostuser fields, not afxdp ones")
+	}
 }
 
 func validName(n string) error {
@@ -251,12 +298,17 @@ func ParseMode(s string) (uint32, error) {
 
 // Listen is a parsed api.listen.
 type Listen struct {
-	Network string // "unix" or "tcp"
-	Address string
+	Network  string // "unix" or "tcp"
+	Address  string
+	Loopback bool // a TCP address on loopback
 }
 
-// ParseListen parses unix:///path or tcp://HOST:PORT. TCP must be on
-// loopback: the API has no authentication yet.
+// Local reports whether only this host can reach l: a unix socket or a
+// loopback TCP address.
+func (l Listen) Local() bool { return l.Network == "unix" || l.Loopback }
+
+// ParseListen parses unix:///path or tcp://HOST:PORT. Whether a TCP
+// address that is not loopback is allowed is Validate's business.
 func ParseListen(s string) (Listen, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -274,13 +326,11 @@ func ParseListen(s string) (Listen, error) {
 		return Listen{Network: "unix", Address: p}, nil
 	case "tcp":
 		h := u.Hostname()
-		if h != "localhost" && !strings.HasPrefix(h, "127.") && h != "::1" {
-			return Listen{}, fmt.Errorf("%q is not a loopback address; the API listens on loopback or a unix socket only", s)
-		}
 		if u.Port() == "" {
 			return Listen{}, fmt.Errorf("%q has no port", s)
 		}
-		return Listen{Network: "tcp", Address: u.Host}, nil
+		loop := h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+		return Listen{Network: "tcp", Address: u.Host, Loopback: loop}, nil
 	}
 	return Listen{}, fmt.Errorf("%q: scheme must be unix:// or tcp://", s)
 }

@@ -310,3 +310,20 @@ func (s *Switch) PortName(id uint16) string {
 	}
 	return ""
 }
+
+// RemoveBridge deletes a bridge that has no ports left.
+func (s *Switch) RemoveBridge(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clone()
+	b, ok := c.bridges[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrNoBridge, name)
+	}
+	if len(b.members) > 0 {
+		return fmt.Errorf("bridge %q still has %d ports", name, len(b.members))
+	}
+	delete(c.bridges, name)
+	s.publish(c)
+	return nil
+}

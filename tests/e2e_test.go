@@ -45,23 +45,32 @@ func TestTestpmdGeneratorToSink(t *testing.T) {
 	peerPrereqs(t)
 	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
 	sink := testutil.StartTestpmd(t, testutil.TestpmdOptions{
-		Name: "sink", MainLcore: 1, NoHuge: true, Dir: sw.Dir,
+		Name: "sink", MainLcore: 1, NoHuge: true, Dir: sw.Dir, Interactive: true,
 		Vdevs: []string{"net_virtio_user0,path=" + sw.Dir + "/vm2.sock,mac=02:00:00:00:00:02"},
 		Args:  []string{"--forward-mode=rxonly"},
 	})
-	sink.WaitLog(t, "start packet forwarding", 30*time.Second)
 	gen := testutil.StartTestpmd(t, testutil.TestpmdOptions{
-		Name: "gen", MainLcore: 0, NoHuge: true, Dir: sw.Dir,
+		Name: "gen", MainLcore: 0, NoHuge: true, Dir: sw.Dir, Interactive: true,
 		Vdevs: []string{"net_virtio_user0,path=" + sw.Dir + "/vm1.sock,mac=02:00:00:00:00:01"},
 		Args:  []string{"--forward-mode=txonly", "--txpkts=64", "--eth-peer=0,02:00:00:00:00:02"},
 	})
-	gen.WaitLog(t, "start packet forwarding", 30*time.Second)
+	sw.WaitPortState(t, "vm1", api.StateRunning, 30*time.Second)
+	sw.WaitPortState(t, "vm2", api.StateRunning, 30*time.Second)
+	sink.Cmd(t, "start")
+	gen.Cmd(t, "start")
 	time.Sleep(4 * time.Second)
+	// Stop the generator's forwarding but keep its port up until the
+	// switch has taken every frame it queued, and the sink polling until
+	// the switch has delivered everything: then the counts must add up.
+	gen.Cmd(t, "stop")
+	gen.WaitLog(t, "Accumulated forward statistics", 10*time.Second)
+	settle(t, sw)
+	sink.Cmd(t, "stop")
+	sink.WaitLog(t, "Accumulated forward statistics", 10*time.Second)
 	gs, err := gen.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the switch drains what the generator queued
 	ss, err := sink.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -77,11 +86,14 @@ func TestTestpmdGeneratorToSink(t *testing.T) {
 	if vm1.RxPackets+totalDrops(vm1) != sent {
 		t.Errorf("switch vm1 received %d + dropped %d, generator sent %d", vm1.RxPackets, totalDrops(vm1), sent)
 	}
-	if vm2.TxPackets != recv {
-		t.Errorf("switch vm2 transmitted %d, sink received %d", vm2.TxPackets, recv)
+	// Inside the switch every frame is forwarded or counted.
+	if vm2.TxPackets+totalDrops(vm2) != vm1.RxPackets {
+		t.Errorf("switch vm2 sent %d + dropped %d, vm1 received %d", vm2.TxPackets, totalDrops(vm2), vm1.RxPackets)
 	}
-	if got := recv + totalDrops(vm1) + totalDrops(vm2); got != sent {
-		t.Errorf("received %d + switch drops %d + %d = %d, want sent %d", recv, totalDrops(vm1), totalDrops(vm2), got, sent)
+	// The sink counts what it polled; a few frames may still sit in its
+	// receive ring when it stops (at most the ring).
+	if recv > vm2.TxPackets || vm2.TxPackets-recv > 1024 {
+		t.Errorf("switch vm2 transmitted %d, sink received %d", vm2.TxPackets, recv)
 	}
 	for reason := range vm2.Drops {
 		if reason != "no_guest_rx_buffer" {
@@ -160,6 +172,28 @@ func TestTestpmdLearnedLoopNoDrops(t *testing.T) {
 			t.Errorf("%s left behind after shutdown (%v)", f, err)
 		}
 	}
+}
+
+// settle waits until the switch's packet counters stop moving.
+func settle(t *testing.T, sw *testutil.Vswitchd) {
+	t.Helper()
+	sum := func() uint64 {
+		var n uint64
+		for _, p := range sw.MustPorts(t) {
+			n += p.RxPackets + p.TxPackets + totalDrops(p)
+		}
+		return n
+	}
+	last := sum()
+	for i := 0; i < 50; i++ {
+		time.Sleep(200 * time.Millisecond)
+		if cur := sum(); cur == last {
+			return
+		} else {
+			last = cur
+		}
+	}
+	t.Fatal("switch counters still moving after 10s")
 }
 
 func guestPrereqs(t *testing.T) {

@@ -25,6 +25,11 @@ type Daemon struct {
 
 	mu    sync.Mutex
 	ports map[string]*port
+
+	// running is the config that runs now: the start-time settings plus
+	// every action carried out. Reconcile owns it.
+	recMu   sync.Mutex
+	running *api.Config
 }
 
 type port struct {
@@ -34,36 +39,124 @@ type port struct {
 	dev    *vhostuser.Device
 	server *vhostuser.Server
 	client *vhostuser.Client
+	xp     *vswitch.AFXDPPort // type afxdp (then vp and dev are nil)
 }
 
-// Start builds the switch described by cfg.
+// Start builds the switch described by cfg: the data plane with cfg's
+// start-time settings, then bridges and ports through Reconcile.
 func Start(cfg *api.Config, log *logrus.Entry) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	d := &Daemon{cfg: cfg, log: log, ports: map[string]*port{}}
+	d := &Daemon{cfg: cfg, log: log, ports: map[string]*port{}, running: cfg.Startup()}
 	d.Switch = vswitch.New(vswitch.Options{
 		Workers: cfg.Dataplane.Workers, CPUs: cfg.Dataplane.CPUs,
 		Busy: cfg.Dataplane.Poll == "busy", Log: log,
 	})
-	for _, b := range cfg.Bridges {
-		if err := d.Switch.AddBridge(b.Name, b.MACTableSize, time.Duration(b.MACAging)*time.Second); err != nil {
-			d.Close()
-			return nil, err
-		}
-	}
-	for _, pc := range cfg.Ports {
-		if err := d.AddPort(pc); err != nil {
-			d.Close()
-			return nil, err
-		}
+	if _, err := d.Reconcile(cfg); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
+}
+
+// Running returns a copy of the config that runs now.
+func (d *Daemon) Running() *api.Config {
+	d.recMu.Lock()
+	defer d.recMu.Unlock()
+	return d.running.Clone()
+}
+
+// Reconcile takes the running switch to target, carrying out only the
+// actions api.Diff finds: a port whose config did not change keeps its
+// connection and traffic. It stops at the first action that fails and
+// returns what it did; the running config then says where it stopped, and
+// a Reconcile back to the old config undoes the rest.
+func (d *Daemon) Reconcile(target *api.Config) ([]api.Action, error) {
+	d.recMu.Lock()
+	defer d.recMu.Unlock()
+	acts, err := api.Diff(d.running, target)
+	if err != nil {
+		return nil, err
+	}
+	var done []api.Action
+	for _, a := range acts {
+		if err := d.do(a); err != nil {
+			return done, fmt.Errorf("%s: %w", a, err)
+		}
+		d.running.Apply(a)
+		done = append(done, a)
+		d.log.WithField("action", a.String()).Info("reconciled")
+	}
+	return done, nil
+}
+
+func (d *Daemon) do(a api.Action) error {
+	switch {
+	case a.Kind == api.KindPort && a.Op == api.OpRemove:
+		return d.RemovePort(a.Name)
+	case a.Kind == api.KindPort && a.Op == api.OpAdd:
+		return d.AddPort(*a.Port)
+	case a.Kind == api.KindBridge && a.Op == api.OpRemove:
+		return d.Switch.RemoveBridge(a.Name)
+	case a.Kind == api.KindBridge && a.Op == api.OpAdd:
+		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second)
+	case a.Kind == api.KindLog:
+		SetLog(d.log.Logger, *a.Log)
+		return nil
+	}
+	return fmt.Errorf("unknown action %s", a)
+}
+
+// SetLog applies the log settings to l.
+func SetLog(l *logrus.Logger, c api.LogConfig) {
+	if c.Format == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		l.SetFormatter(&logrus.TextFormatter{})
+	}
+	lvl := logrus.InfoLevel
+	if c.Level != "" {
+		if v, err := logrus.ParseLevel(c.Level); err == nil {
+			lvl = v
+		}
+	}
+	l.SetLevel(lvl)
+}
+
+// RemovePort closes a port's socket (dropping its front-end) and detaches
+// it from the switch; the other ports are not touched.
+func (d *Daemon) RemovePort(name string) error {
+	d.mu.Lock()
+	p, ok := d.ports[name]
+	delete(d.ports, name)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no port %q", name)
+	}
+	p.close()
+	return d.Switch.RemovePort(name)
+}
+
+// close releases what the port holds outside the switch.
+func (p *port) close() {
+	if p.server != nil {
+		p.server.Close()
+	}
+	if p.client != nil {
+		p.client.Close()
+	}
+	if p.xp != nil {
+		p.xp.Close() // stops the port and waits for the workers first
+	}
 }
 
 // AddPort creates a port and its socket.
 func (d *Daemon) AddPort(pc api.PortConfig) error {
 	log := d.log.WithField("port", pc.Name)
+	if pc.Type == api.TypeAFXDP {
+		return d.addAFXDPPort(pc, log)
+	}
 	vp := vswitch.NewVhostPort(d.Switch, pc.Queues)
 	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, Log: log}, vp)
 	vp.OnFault = dev.Abort
@@ -110,6 +203,10 @@ func (d *Daemon) Ports() []api.PortStatus {
 	sort.Slice(ports, func(i, j int) bool { return ports[i].cfg.Name < ports[j].cfg.Name })
 	out := make([]api.PortStatus, 0, len(ports))
 	for _, p := range ports {
+		if p.xp != nil {
+			out = append(out, afxdpStatus(p))
+			continue
+		}
 		c := p.info.Counters
 		st := p.dev.Status()
 		ps := api.PortStatus{
@@ -148,13 +245,66 @@ func (d *Daemon) Close() {
 	d.ports = map[string]*port{}
 	d.mu.Unlock()
 	for _, p := range ports {
-		if p.server != nil {
-			p.server.Close()
-		}
-		if p.client != nil {
-			p.client.Close()
-		}
+		p.close()
 		d.Switch.RemovePort(p.cfg.Name)
 	}
 	d.Switch.Close()
+}
+
+// addAFXDPPort gives pc.Device to AF_XDP: a socket on each of its first
+// pc.Queues queues (all when 0), spread over the workers.
+func (d *Daemon) addAFXDPPort(pc api.PortConfig, log *logrus.Entry) error {
+	var queues []int
+	for q := 0; q < pc.Queues; q++ {
+		queues = append(queues, q)
+	}
+	xp, err := vswitch.OpenAFXDPPort(d.Switch, vswitch.AFXDPOptions{Device: pc.Device, Queues: queues, Mode: pc.XDPMode, Log: log})
+	if err != nil {
+		return fmt.Errorf("port %s: %w", pc.Name, err)
+	}
+	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, xp)
+	if err != nil {
+		xp.Close()
+		return err
+	}
+	d.mu.Lock()
+	d.ports[pc.Name] = &port{cfg: pc, info: info, xp: xp}
+	d.mu.Unlock()
+	return nil
+}
+
+// afxdpStatus shows an AF_XDP port: state running, down (link down) or
+// stopped (device gone); features say the XDP attach mode and whether
+// the sockets are zero-copy; protocol holds link events and the kernel's
+// socket counters.
+func afxdpStatus(p *port) api.PortStatus {
+	c := p.info.Counters
+	st := p.xp.Status()
+	ps := api.PortStatus{
+		Name: p.cfg.Name, Type: p.cfg.Type, Bridge: p.cfg.Bridge,
+		QueuePairs: len(st.Queues), MTU: st.MTU, State: api.StateRunning,
+		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
+		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
+		Drops:    c.DropMap(),
+		Features: []string{"xdp_" + st.Mode, "copy", "need_wakeup"},
+		Protocol: map[string]uint64{
+			"link_downs": st.LinkDowns, "link_ups": st.LinkUps, "tx_errors": st.TxErrors,
+			"xsk_rx_dropped": st.RxDropped, "xsk_rx_ring_full": st.RxRingFull,
+			"xsk_fill_ring_empty": st.RxFillEmpty, "xsk_tx_invalid": st.TxInvalid,
+		},
+	}
+	for i, q := range st.Queues {
+		ps.Protocol[fmt.Sprintf("rx_queue%d", q)] = st.QueueRx[i]
+		ps.Protocol[fmt.Sprintf("tx_queue%d", q)] = st.QueueTx[i]
+	}
+	if st.ZeroCopy {
+		ps.Features[1] = "zero_copy"
+	}
+	switch {
+	case st.Stopped:
+		ps.State = "stopped"
+	case !st.Up:
+		ps.State = "down"
+	}
+	return ps
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -55,20 +56,21 @@ func VswitchdBinary(t testing.TB) string {
 
 // Vswitchd is a vswitchd process under test.
 type Vswitchd struct {
-	Dir     string // run directory: sockets and the API socket
-	LogPath string
-	API     string // API socket path
-	cmd     *exec.Cmd
-	done    chan struct{}
-	client  *http.Client
+	Dir      string // run directory: sockets and the API socket
+	StateDir string // where vswitchd saves its desired state (Dir/state)
+	LogPath  string
+	API      string // API socket path
+	Config   string // the --config file
+	cmd      *exec.Cmd
+	done     chan struct{}
+	client   *http.Client
 }
 
 // StartVswitchd runs vswitchd with the YAML config yaml in dir (a
-// ShortTempDir if empty); relative socket paths land in dir. It waits for
-// the API to answer.
+// ShortTempDir if empty); relative socket paths land in dir, and the state
+// directory is dir/state. It waits for the API to answer.
 func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 	t.Helper()
-	bin := VswitchdBinary(t)
 	if dir == "" {
 		dir = ShortTempDir(t)
 	}
@@ -79,19 +81,8 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := &Vswitchd{Dir: dir, LogPath: filepath.Join(dir, "vswitchd.log"), API: filepath.Join(dir, "api.sock"), done: make(chan struct{})}
-	logf, err := os.OpenFile(v.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd = exec.Command(bin, "--config", cfg, "--run-dir", dir, "--log-level", "debug")
-	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	go func() { v.cmd.Wait(); close(v.done) }()
+	v := &Vswitchd{Dir: dir, StateDir: filepath.Join(dir, "state"), Config: cfg,
+		LogPath: filepath.Join(dir, "vswitchd.log"), API: filepath.Join(dir, "api.sock")}
 	v.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -103,10 +94,39 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 			t.Logf("vswitchd log (%s):\n%s", v.LogPath, tail(v.Log(), 60))
 		}
 	})
+	v.start(t)
+	return v
+}
+
+// Restart starts vswitchd again with the same directories and flags after
+// it stopped or was killed; it restores its saved state.
+func (v *Vswitchd) Restart(t testing.TB) {
+	t.Helper()
+	v.Stop()
+	v.start(t)
+}
+
+func (v *Vswitchd) start(t testing.TB) {
+	t.Helper()
+	bin := VswitchdBinary(t)
+	v.done = make(chan struct{})
+	logf, err := os.OpenFile(v.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cmd = exec.Command(bin, "--config", v.Config, "--run-dir", v.Dir, "--state-dir", v.StateDir, "--log-level", "debug")
+	v.cmd.Stdout, v.cmd.Stderr = logf, logf
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	cmd, done := v.cmd, v.done
+	go func() { cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := v.Ports(); err == nil {
-			return v
+			return
 		}
 		select {
 		case <-v.done:
@@ -117,6 +137,45 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 			t.Fatalf("vswitchd API did not answer within 15s:\n%s", v.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Do sends an API request (headers in pairs) and returns the status, the
+// body and the ETag.
+func (v *Vswitchd) Do(method, path, body string, hdr ...string) (code int, respBody []byte, etag string, err error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://vswitchd"+path, rd)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header.Get("ETag"), err
+}
+
+// Pid is the running process's id.
+func (v *Vswitchd) Pid() int { return v.cmd.Process.Pid }
+
+// Signal sends sig to the process.
+func (v *Vswitchd) Signal(sig os.Signal) error { return v.cmd.Process.Signal(sig) }
+
+// Exited reports whether the process has exited.
+func (v *Vswitchd) Exited() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -176,6 +235,9 @@ func (v *Vswitchd) WaitPortState(t testing.TB, port, state string, timeout time.
 // Stop sends SIGTERM and waits (SIGKILL after 10 s). It returns whether
 // the daemon exited cleanly.
 func (v *Vswitchd) Stop() bool {
+	if v.cmd == nil || v.cmd.Process == nil {
+		return false
+	}
 	select {
 	case <-v.done:
 		return v.cmd.ProcessState != nil && v.cmd.ProcessState.Success()
@@ -195,4 +257,43 @@ func (v *Vswitchd) Stop() bool {
 func (v *Vswitchd) Kill() {
 	v.cmd.Process.Kill()
 	<-v.done
+}
+
+var (
+	buildMu   sync.Mutex
+	buildBins = map[string]string{}
+)
+
+// VswitchctlBinary builds cmd/vswitchctl once per test process and returns
+// it.
+func VswitchctlBinary(t testing.TB) string {
+	t.Helper()
+	return buildCommand(t, "vswitchctl")
+}
+
+func buildCommand(t testing.TB, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := buildBins[name]; ok {
+		return bin
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	dir, err := os.MkdirTemp("", name+"-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, b)
+	}
+	buildBins[name] = bin
+	return bin
 }

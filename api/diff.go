@@ -1,0 +1,208 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+)
+
+// Action is one step that takes the running switch from one config to
+// another. Diff computes them; the daemon carries them out in order.
+type Action struct {
+	Op   string `json:"op"`   // OpRemove, OpAdd or OpUpdate
+	Kind string `json:"kind"` // KindBridge, KindPort or KindLog
+	Name string `json:"name,omitempty"`
+
+	Bridge *BridgeConfig `json:"-"` // the bridge to add
+	Port   *PortConfig   `json:"-"` // the port to add
+	Log    *LogConfig    `json:"-"` // the new log settings
+}
+
+// Action operations and kinds.
+const (
+	OpRemove = "remove"
+	OpAdd    = "add"
+	OpUpdate = "update"
+
+	KindBridge = "bridge"
+	KindPort   = "port"
+	KindLog    = "log"
+)
+
+func (a Action) String() string {
+	if a.Name == "" {
+		return a.Op + " " + a.Kind
+	}
+	return a.Op + " " + a.Kind + " " + a.Name
+}
+
+// Diff returns the actions that turn the running config old into new,
+// touching only what changed: a port whose config is unchanged (and whose
+// bridge is unchanged) is left alone. The order is fixed: ports removed,
+// bridges removed, bridges added, ports added, then in-place updates;
+// within each group by name. A change to a setting that only takes effect
+// at start (api, run_dir, dataplane) is an error naming the field.
+//
+// Diff is pure: no I/O, and the same inputs always give the same actions.
+// New resources (VLANs, routes, ACLs, NAT) get their own groups here as
+// the data plane learns them.
+func Diff(old, new *Config) ([]Action, error) {
+	if !sameJSON(old.API, new.API) {
+		return nil, fmt.Errorf("api: the API's address and credentials change only at start (restart vswitchd)")
+	}
+	if old.RunDir != new.RunDir {
+		return nil, fmt.Errorf("run_dir: changes only at start (restart vswitchd)")
+	}
+	if !sameJSON(old.Dataplane, new.Dataplane) {
+		return nil, fmt.Errorf("dataplane: workers, cpus and poll change only at start (restart vswitchd)")
+	}
+	oldB, newB := bridgeMap(old), bridgeMap(new)
+	oldP, newP := portMap(old), portMap(new)
+
+	// A bridge whose settings changed is recreated, and its ports with it.
+	replacedB := map[string]bool{}
+	for name, ob := range oldB {
+		if nb, ok := newB[name]; !ok || !reflect.DeepEqual(ob, nb) {
+			replacedB[name] = true
+		}
+	}
+	var acts []Action
+	for _, name := range sortedKeys(oldP) {
+		op := oldP[name]
+		if np, ok := newP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[op.Bridge] {
+			acts = append(acts, Action{Op: OpRemove, Kind: KindPort, Name: name})
+		}
+	}
+	for _, name := range sortedKeys(oldB) {
+		if replacedB[name] {
+			acts = append(acts, Action{Op: OpRemove, Kind: KindBridge, Name: name})
+		}
+	}
+	for _, name := range sortedKeys(newB) {
+		if _, ok := oldB[name]; !ok || replacedB[name] {
+			b := newB[name]
+			acts = append(acts, Action{Op: OpAdd, Kind: KindBridge, Name: name, Bridge: &b})
+		}
+	}
+	for _, name := range sortedKeys(newP) {
+		np := newP[name]
+		if op, ok := oldP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[np.Bridge] {
+			acts = append(acts, Action{Op: OpAdd, Kind: KindPort, Name: name, Port: &np})
+		}
+	}
+	if old.Log != new.Log {
+		l := new.Log
+		acts = append(acts, Action{Op: OpUpdate, Kind: KindLog, Log: &l})
+	}
+	return acts, nil
+}
+
+// sameJSON compares two settings as they are saved (an empty list and no
+// list are the same).
+func sameJSON(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// Apply records a in c, as the daemon does once it has carried a out; c
+// then describes what runs.
+func (c *Config) Apply(a Action) {
+	switch {
+	case a.Kind == KindPort && a.Op == OpRemove:
+		c.Ports = deleteFunc(c.Ports, func(p PortConfig) bool { return p.Name == a.Name })
+	case a.Kind == KindPort && a.Op == OpAdd:
+		c.Ports = append(c.Ports, *a.Port)
+	case a.Kind == KindBridge && a.Op == OpRemove:
+		c.Bridges = deleteFunc(c.Bridges, func(b BridgeConfig) bool { return b.Name == a.Name })
+	case a.Kind == KindBridge && a.Op == OpAdd:
+		c.Bridges = append(c.Bridges, *a.Bridge)
+	case a.Kind == KindLog:
+		c.Log = *a.Log
+	}
+}
+
+// Startup returns a config with c's start-time settings (api, run_dir,
+// dataplane, log) and nothing else: what the daemon runs before it
+// reconciles towards c.
+func (c *Config) Startup() *Config {
+	s := c.Clone()
+	s.Bridges, s.Ports = nil, nil
+	return s
+}
+
+// Clone returns a deep copy of c.
+func (c *Config) Clone() *Config {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // plain data always marshals
+	}
+	var out Config
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return &out
+}
+
+// Port returns the port named name.
+func (c *Config) Port(name string) (PortConfig, bool) {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PortConfig{}, false
+}
+
+// Bridge returns the bridge named name.
+func (c *Config) Bridge(name string) (BridgeConfig, bool) {
+	for _, b := range c.Bridges {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return BridgeConfig{}, false
+}
+
+// Normalize sorts bridges and ports by name, so that equal configs encode
+// equally.
+func (c *Config) Normalize() {
+	sort.SliceStable(c.Bridges, func(i, j int) bool { return c.Bridges[i].Name < c.Bridges[j].Name })
+	sort.SliceStable(c.Ports, func(i, j int) bool { return c.Ports[i].Name < c.Ports[j].Name })
+}
+
+func bridgeMap(c *Config) map[string]BridgeConfig {
+	m := make(map[string]BridgeConfig, len(c.Bridges))
+	for _, b := range c.Bridges {
+		m[b.Name] = b
+	}
+	return m
+}
+
+func portMap(c *Config) map[string]PortConfig {
+	m := make(map[string]PortConfig, len(c.Ports))
+	for _, p := range c.Ports {
+		m[p.Name] = p
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func deleteFunc[T any](s []T, del func(T) bool) []T {
+	out := s[:0:0]
+	for _, v := range s {
+		if !del(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}

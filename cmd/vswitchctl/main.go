@@ -1,0 +1,515 @@
+// Command vswitchctl drives vswitchd through its REST API: ports, bridges,
+// stats and the whole config. Human tables by default, --json for scripts.
+//
+// Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command
+// line, 3 not found, 4 conflict (exists, or changed since read), 5 invalid
+// request, 6 unauthorized.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vswitch/vswitch/api"
+)
+
+type cli struct {
+	api, tokenFile, caFile string
+	json                   bool
+	timeout                time.Duration
+	out                    io.Writer
+	c                      *client
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns its exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	cl := &cli{out: stdout}
+	root := cl.root()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "vswitchctl:", err)
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	// Cobra's own errors: unknown command or flag, wrong arguments.
+	return exitUsage
+}
+
+func (cl *cli) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vswitchctl",
+		Short: "Control vswitchd through its API",
+		Long: `vswitchctl drives vswitchd through its REST API.
+
+It finds the daemon through --api (unix://PATH, tcp://HOST:PORT or
+https://HOST:PORT), else $VSWITCH_API, else ` + DefaultAPI + `.
+A bearer token comes from --token-file or $VSWITCH_TOKEN.
+
+Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
+3 not found, 4 conflict (exists, or changed since read: read it again),
+5 invalid request, 6 unauthorized.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cl.api, cl.tokenFile, cl.caFile, cl.timeout)
+			cl.c = c
+			return err
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&cl.api, "api", "", "API address: unix://PATH, tcp://HOST:PORT or https://HOST:PORT (default $VSWITCH_API, else "+DefaultAPI+")")
+	pf.BoolVar(&cl.json, "json", false, "print JSON for scripts instead of tables")
+	pf.StringVar(&cl.tokenFile, "token-file", "", "file holding the API bearer token (default $VSWITCH_TOKEN)")
+	pf.StringVar(&cl.caFile, "cacert", "", "CA certificate (PEM) for an https:// API")
+	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
+	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.configCmd(),
+		cl.missingCmd("route", "routes", "Routes (not in this vswitchd yet)"),
+		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
+		cl.traceCmd())
+	return root
+}
+
+// printJSON writes v indented.
+func (cl *cli) printJSON(v any) error {
+	enc := json.NewEncoder(cl.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (cl *cli) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(cl.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// revisionHeader makes --revision N an If-Match header.
+func revisionHeader(rev string) string {
+	if rev == "" {
+		return ""
+	}
+	return `"` + strings.Trim(rev, `"`) + `"`
+}
+
+// completeNames completes resource names from the daemon.
+func (cl *cli) completeNames(collection string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := newClient(cl.api, cl.tokenFile, cl.caFile, 3*time.Second)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var items []struct {
+			Name string `json:"name"`
+		}
+		if _, err := c.getJSON("/v1/"+collection, &items); err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var names []string
+		for _, it := range items {
+			names = append(names, it.Name)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func (cl *cli) portCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "port", Short: "List, show, add, change and delete ports"}
+	list := &cobra.Command{Use: "list", Short: "List ports", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+		var ps []api.PortStatus
+		if _, err := cl.c.getJSON("/v1/ports", &ps); err != nil {
+			return err
+		}
+		if cl.json {
+			return cl.printJSON(ps)
+		}
+		var rows [][]string
+		for _, p := range ps {
+			rows = append(rows, []string{p.Name, p.Type, p.Bridge, p.Mode, p.State, strconv.Itoa(p.QueuePairs),
+				u(p.RxPackets), u(p.TxPackets), u(sum(p.Drops)), p.Socket})
+		}
+		cl.table("NAME\tTYPE\tBRIDGE\tMODE\tSTATE\tQUEUES\tRX_PKTS\tTX_PKTS\tDROPS\tSOCKET", rows)
+		return nil
+	}}
+	show := &cobra.Command{Use: "show NAME", Short: "Show a port: config, status, counters, drops", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("ports"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var p api.PortStatus
+			if _, err := cl.c.getJSON("/v1/ports/"+url.PathEscape(args[0]), &p); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(p)
+			}
+			tw := tabwriter.NewWriter(cl.out, 0, 4, 2, ' ', 0)
+			kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+			kv("name", p.Name)
+			kv("type", p.Type)
+			kv("bridge", p.Bridge)
+			kv("socket", p.Socket)
+			kv("mode", p.Mode)
+			kv("state", p.State)
+			kv("queue pairs", strconv.Itoa(p.QueuePairs))
+			if p.Config != nil {
+				kv("queues offered", strconv.Itoa(p.Config.Queues))
+			}
+			kv("features", strings.Join(p.Features, " "))
+			kv("revision", u(p.Revision))
+			kv("rx", u(p.RxPackets)+" packets, "+u(p.RxBytes)+" bytes")
+			kv("tx", u(p.TxPackets)+" packets, "+u(p.TxBytes)+" bytes")
+			for _, r := range sortedKeys(p.Drops) {
+				kv("drops "+r, u(p.Drops[r]))
+			}
+			for _, k := range sortedKeys(p.Protocol) {
+				kv("vhost-user "+k, u(p.Protocol[k]))
+			}
+			return tw.Flush()
+		}}
+	var pc api.PortConfig
+	add := &cobra.Command{Use: "add NAME --bridge BRIDGE --socket PATH", Short: "Add a port (exit 4 if it exists)", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			pc.Name = args[0]
+			b, _ := json.Marshal(pc)
+			r, err := cl.c.do("POST", "/v1/ports", b)
+			if err != nil {
+				return err
+			}
+			return cl.printResult(r, "port "+pc.Name+" added")
+		}}
+	af := add.Flags()
+	af.StringVar(&pc.Type, "type", api.TypeVhostUser, "port type")
+	af.StringVar(&pc.Bridge, "bridge", "", "bridge to attach to")
+	af.StringVar(&pc.Socket, "socket", "", "vhost-user socket path (relative: under the run directory)")
+	af.StringVar(&pc.Mode, "mode", "", "server (the switch listens) or client (it connects); default server")
+	af.IntVar(&pc.Queues, "queues", 0, "queue pairs offered (default 1)")
+	af.StringVar(&pc.SocketMode, "socket-mode", "", "octal mode of a server socket (default 0660)")
+	af.StringVar(&pc.Device, "device", "", "network interface of an afxdp port")
+	af.StringVar(&pc.XDPMode, "xdp-mode", "", "afxdp attach mode: native or generic (default: native, else generic)")
+	add.MarkFlagRequired("bridge")
+	add.Use = "add NAME --bridge BRIDGE (--socket PATH | --type afxdp --device DEV)"
+	var setRev string
+	set := &cobra.Command{Use: "set NAME [--queues N] [--mode M] ...", Short: "Change fields of a port (the port is recreated)", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("ports"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			patch := map[string]any{}
+			cmd.Flags().Visit(func(f *pflag.Flag) {
+				switch f.Name {
+				case "queues":
+					n, _ := strconv.Atoi(f.Value.String())
+					patch["queues"] = n
+				case "bridge", "socket", "mode", "type", "device":
+					patch[f.Name] = f.Value.String()
+				case "socket-mode", "xdp-mode":
+					patch[strings.ReplaceAll(f.Name, "-", "_")] = f.Value.String()
+				}
+			})
+			if len(patch) == 0 {
+				return usageErr("port set: nothing to change (see --help)")
+			}
+			b, _ := json.Marshal(patch)
+			r, err := cl.c.do("PATCH", "/v1/ports/"+url.PathEscape(args[0]), b, "If-Match", revisionHeader(setRev))
+			if err != nil {
+				return err
+			}
+			return cl.printResult(r, "port "+args[0]+" changed")
+		}}
+	sf := set.Flags()
+	sf.String("bridge", "", "bridge")
+	sf.String("socket", "", "socket path")
+	sf.String("mode", "", "server or client")
+	sf.String("type", "", "port type")
+	sf.Int("queues", 0, "queue pairs offered")
+	sf.String("socket-mode", "", "octal socket mode")
+	sf.String("device", "", "network interface (afxdp)")
+	sf.String("xdp-mode", "", "native or generic (afxdp)")
+	sf.StringVar(&setRev, "revision", "", "only if the port is still at this revision (its ETag); exit 4 otherwise")
+	var delRev string
+	del := &cobra.Command{Use: "del NAME", Aliases: []string{"delete", "rm"}, Short: "Delete a port", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("ports"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if _, err := cl.c.do("DELETE", "/v1/ports/"+url.PathEscape(args[0]), nil, "If-Match", revisionHeader(delRev)); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(map[string]string{"deleted": args[0]})
+			}
+			fmt.Fprintln(cl.out, "port "+args[0]+" deleted")
+			return nil
+		}}
+	del.Flags().StringVar(&delRev, "revision", "", "only if the port is still at this revision; exit 4 otherwise")
+	cmd.AddCommand(list, show, add, set, del)
+	return cmd
+}
+
+// printResult prints what a write returned.
+func (cl *cli) printResult(r *response, human string) error {
+	if cl.json {
+		_, err := cl.out.Write(r.body)
+		return err
+	}
+	fmt.Fprintf(cl.out, "%s (revision %s)\n", human, strings.Trim(r.etag, `"`))
+	return nil
+}
+
+func (cl *cli) bridgeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bridge", Short: "List, show, add and delete bridges"}
+	list := &cobra.Command{Use: "list", Short: "List bridges", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+		var bs []api.BridgeStatus
+		if _, err := cl.c.getJSON("/v1/bridges", &bs); err != nil {
+			return err
+		}
+		if cl.json {
+			return cl.printJSON(bs)
+		}
+		var rows [][]string
+		for _, b := range bs {
+			rows = append(rows, []string{b.Name, strconv.Itoa(b.MACTableSize), strconv.Itoa(b.MACAging), strings.Join(b.Ports, ",")})
+		}
+		cl.table("NAME\tMAC_TABLE_SIZE\tMAC_AGING\tPORTS", rows)
+		return nil
+	}}
+	show := &cobra.Command{Use: "show NAME", Short: "Show a bridge", Args: cobra.ExactArgs(1), ValidArgsFunction: cl.completeNames("bridges"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var b api.BridgeStatus
+			if _, err := cl.c.getJSON("/v1/bridges/"+url.PathEscape(args[0]), &b); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(b)
+			}
+			fmt.Fprintf(cl.out, "name: %s\nmac_table_size: %d\nmac_aging: %d\nports: %s\nrevision: %d\n",
+				b.Name, b.MACTableSize, b.MACAging, strings.Join(b.Ports, ", "), b.Revision)
+			return nil
+		}}
+	var bc api.BridgeConfig
+	add := &cobra.Command{Use: "add NAME", Short: "Add a bridge (exit 4 if it exists)", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			bc.Name = args[0]
+			b, _ := json.Marshal(bc)
+			r, err := cl.c.do("POST", "/v1/bridges", b)
+			if err != nil {
+				return err
+			}
+			return cl.printResult(r, "bridge "+bc.Name+" added")
+		}}
+	add.Flags().IntVar(&bc.MACTableSize, "mac-table-size", 0, "FDB slots (default 8192)")
+	add.Flags().IntVar(&bc.MACAging, "mac-aging", 0, "seconds a MAC entry lives without traffic (default 300)")
+	del := &cobra.Command{Use: "del NAME", Aliases: []string{"delete", "rm"}, Short: "Delete a bridge that has no ports", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("bridges"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if _, err := cl.c.do("DELETE", "/v1/bridges/"+url.PathEscape(args[0]), nil); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(map[string]string{"deleted": args[0]})
+			}
+			fmt.Fprintln(cl.out, "bridge "+args[0]+" deleted")
+			return nil
+		}}
+	cmd.AddCommand(list, show, add, del)
+	return cmd
+}
+
+func (cl *cli) statsCmd() *cobra.Command {
+	return &cobra.Command{Use: "stats [PORT]", Short: "Port counters and drops by reason", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: cl.completeNames("ports"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var ps []api.PortStatus
+			if _, err := cl.c.getJSON("/v1/ports", &ps); err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				var keep []api.PortStatus
+				for _, p := range ps {
+					if p.Name == args[0] {
+						keep = append(keep, p)
+					}
+				}
+				if len(keep) == 0 {
+					return &codeError{code: exitNotFound, msg: "no port " + args[0]}
+				}
+				ps = keep
+			}
+			type stat struct {
+				Name      string            `json:"name"`
+				RxPackets uint64            `json:"rx_packets"`
+				RxBytes   uint64            `json:"rx_bytes"`
+				TxPackets uint64            `json:"tx_packets"`
+				TxBytes   uint64            `json:"tx_bytes"`
+				Drops     map[string]uint64 `json:"drops"`
+			}
+			var out []stat
+			var rows [][]string
+			for _, p := range ps {
+				out = append(out, stat{p.Name, p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.Drops})
+				var drops []string
+				for _, r := range sortedKeys(p.Drops) {
+					drops = append(drops, r+"="+u(p.Drops[r]))
+				}
+				rows = append(rows, []string{p.Name, u(p.RxPackets), u(p.RxBytes), u(p.TxPackets), u(p.TxBytes), strings.Join(drops, " ")})
+			}
+			if cl.json {
+				return cl.printJSON(out)
+			}
+			cl.table("PORT\tRX_PKTS\tRX_BYTES\tTX_PKTS\tTX_BYTES\tDROPS", rows)
+			return nil
+		}}
+}
+
+func (cl *cli) configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Get or apply the whole desired config"}
+	get := &cobra.Command{Use: "get", Short: "Print the desired config (YAML; --json for JSON)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			r, err := cl.c.do("GET", "/v1/config", nil)
+			if err != nil {
+				return err
+			}
+			if cl.json {
+				_, err := cl.out.Write(r.body)
+				return err
+			}
+			y, err := jsonToYAML(r.body)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cl.out, "# revision %s\n%s", strings.Trim(r.etag, `"`), y)
+			return nil
+		}}
+	var file, rev string
+	apply := &cobra.Command{Use: "apply -f FILE", Short: "Make FILE (YAML or JSON; - for stdin) the desired config; only what changed is applied", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if file == "" {
+				return usageErr("config apply: -f FILE is required")
+			}
+			var b []byte
+			var err error
+			if file == "-" {
+				b, err = io.ReadAll(os.Stdin)
+			} else {
+				b, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return usageErr("config apply: %v", err)
+			}
+			ct := "application/yaml"
+			if strings.EqualFold(filepath.Ext(file), ".json") {
+				ct = "application/json"
+			}
+			r, err := cl.c.do("PUT", "/v1/config", b, "Content-Type", ct, "If-Match", revisionHeader(rev))
+			if err != nil {
+				return err
+			}
+			if cl.json {
+				_, err := cl.out.Write(r.body)
+				return err
+			}
+			var res api.Result
+			json.Unmarshal(r.body, &res)
+			if len(res.Actions) == 0 {
+				fmt.Fprintf(cl.out, "nothing changed (revision %d)\n", res.Revision)
+				return nil
+			}
+			for _, a := range res.Actions {
+				fmt.Fprintln(cl.out, a)
+			}
+			fmt.Fprintf(cl.out, "applied (revision %d)\n", res.Revision)
+			return nil
+		}}
+	apply.Flags().StringVarP(&file, "file", "f", "", "config file (YAML, or JSON if it ends in .json; - reads stdin)")
+	apply.Flags().StringVar(&rev, "revision", "", "only if the config is still at this revision; exit 4 otherwise")
+	cmd.AddCommand(get, apply)
+	return cmd
+}
+
+// missingCmd is a resource the daemon does not serve yet: every
+// subcommand asks, and reports the 404 clearly.
+func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	for _, sub := range []string{"list", "show", "add", "del"} {
+		cmd.AddCommand(&cobra.Command{Use: sub, Short: sub + " " + collection, DisableFlagParsing: true,
+			RunE: func(*cobra.Command, []string) error {
+				var v any
+				if _, err := cl.c.getJSON("/v1/"+collection, &v); err != nil {
+					return notYet(err, collection)
+				}
+				return cl.printJSON(v)
+			}})
+	}
+	return cmd
+}
+
+func (cl *cli) traceCmd() *cobra.Command {
+	return &cobra.Command{Use: "trace", Short: "Per-packet trace (not in this vswitchd yet)", DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			var v any
+			if _, err := cl.c.getJSON("/v1/trace", &v); err != nil {
+				return notYet(err, "trace")
+			}
+			return cl.printJSON(v)
+		}}
+}
+
+// jsonToYAML re-encodes a JSON document as block YAML, keeping the key
+// order.
+func jsonToYAML(b []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	var clear func(*yaml.Node)
+	clear = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			clear(c)
+		}
+	}
+	clear(&n)
+	return yaml.Marshal(&n)
+}
+
+func u(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func sum(m map[string]uint64) uint64 {
+	var t uint64
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

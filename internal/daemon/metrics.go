@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vswitch/vswitch/api"
+	vswitch "github.com/vswitch/vswitch/switch"
+)
+
+// collector reads the ports' counters at scrape time: the data plane only
+// adds to its atomic counters, and no label is looked up per packet.
+type collector struct {
+	d        *Daemon
+	revision func() uint64
+
+	rxPackets, rxBytes, txPackets, txBytes, drops *prometheus.Desc
+	up, queues, connects, badMessages, configRev  *prometheus.Desc
+}
+
+var dropReasons = func() []string {
+	out := make([]string, vswitch.NumDropReasons)
+	for r := vswitch.DropReason(1); r < vswitch.NumDropReasons; r++ {
+		out[r] = r.String()
+	}
+	return out
+}()
+
+func newCollector(d *Daemon, revision func() uint64) *collector {
+	port := []string{"port", "bridge", "type"}
+	return &collector{
+		d: d, revision: revision,
+		rxPackets:   prometheus.NewDesc("vswitch_port_rx_packets_total", "Packets the switch received on the port.", port, nil),
+		rxBytes:     prometheus.NewDesc("vswitch_port_rx_bytes_total", "Bytes the switch received on the port.", port, nil),
+		txPackets:   prometheus.NewDesc("vswitch_port_tx_packets_total", "Packets the switch sent out of the port.", port, nil),
+		txBytes:     prometheus.NewDesc("vswitch_port_tx_bytes_total", "Bytes the switch sent out of the port.", port, nil),
+		drops:       prometheus.NewDesc("vswitch_port_drops_total", "Packets dropped, by port and reason.", append(port, "reason"), nil),
+		up:          prometheus.NewDesc("vswitch_port_running", "1 if the port's rings run, else 0.", port, nil),
+		queues:      prometheus.NewDesc("vswitch_port_queue_pairs", "Queue pairs running on the port.", port, nil),
+		connects:    prometheus.NewDesc("vswitch_port_vhost_connects_total", "vhost-user front-end connections.", port, nil),
+		badMessages: prometheus.NewDesc("vswitch_port_vhost_bad_messages_total", "vhost-user messages refused as malformed.", port, nil),
+		configRev:   prometheus.NewDesc("vswitch_config_revision", "Revision of the desired state.", nil, nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	status := map[string]api.PortStatus{}
+	for _, s := range c.d.Ports() {
+		status[s.Name] = s
+	}
+	for _, p := range c.d.Switch.Ports() {
+		lv := []string{p.Name, p.Bridge, p.Type}
+		k := p.Counters
+		ch <- prometheus.MustNewConstMetric(c.rxPackets, prometheus.CounterValue, float64(k.RxPackets.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(c.rxBytes, prometheus.CounterValue, float64(k.RxBytes.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(c.txPackets, prometheus.CounterValue, float64(k.TxPackets.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(c.txBytes, prometheus.CounterValue, float64(k.TxBytes.Load()), lv...)
+		for r := vswitch.DropReason(1); r < vswitch.NumDropReasons; r++ {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(k.Drops[r].Load()), p.Name, p.Bridge, p.Type, dropReasons[r])
+		}
+		if s, ok := status[p.Name]; ok {
+			run := 0.0
+			if s.State == api.StateRunning {
+				run = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, run, lv...)
+			ch <- prometheus.MustNewConstMetric(c.queues, prometheus.GaugeValue, float64(s.QueuePairs), lv...)
+			ch <- prometheus.MustNewConstMetric(c.connects, prometheus.CounterValue, float64(s.Protocol["connects"]), lv...)
+			ch <- prometheus.MustNewConstMetric(c.badMessages, prometheus.CounterValue, float64(s.Protocol["bad_messages"]), lv...)
+		}
+	}
+	if c.revision != nil {
+		ch <- prometheus.MustNewConstMetric(c.configRev, prometheus.GaugeValue, float64(c.revision()))
+	}
+}
+
+// MetricsHandler serves the switch's metrics, plus the Go runtime's and
+// the process's, in the Prometheus text format. revision reports the
+// desired state's revision (nil leaves it out).
+func (d *Daemon) MetricsHandler(revision func() uint64) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(d, revision), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: d.log, ErrorHandling: promhttp.ContinueOnError})
+}
