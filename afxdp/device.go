@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -217,23 +218,54 @@ func (d *Device) State() LinkState {
 
 // Watch calls fn (from its own goroutine) with the device's link state
 // each time the kernel announces a change to it, until done is closed or
-// the device is gone (fn then sees Gone and is not called again).
+// the device is gone (fn then sees Gone and is not called again). If the
+// netlink subscription fails (its socket overflowed, say), Watch
+// subscribes again and reports the state it then reads.
 func (d *Device) Watch(done <-chan struct{}, fn func(LinkState)) error {
-	ch := make(chan netlink.LinkUpdate, 64)
-	stop := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(ch, stop, netlink.LinkSubscribeOptions{}); err != nil {
-		return fmt.Errorf("afxdp: link subscribe: %w", err)
+	subscribe := func() (chan netlink.LinkUpdate, chan struct{}, error) {
+		ch := make(chan netlink.LinkUpdate, 256)
+		stop := make(chan struct{})
+		if err := netlink.LinkSubscribeWithOptions(ch, stop, netlink.LinkSubscribeOptions{}); err != nil {
+			return nil, nil, fmt.Errorf("afxdp: link subscribe: %w", err)
+		}
+		return ch, stop, nil
+	}
+	ch, stop, err := subscribe()
+	if err != nil {
+		return err
 	}
 	go func() {
-		defer close(stop)
+		defer func() { close(stop) }()
 		last := d.State()
+		report := func(st LinkState) bool {
+			if st != last {
+				last = st
+				fn(st)
+			}
+			return st.Gone
+		}
 		for {
 			select {
 			case <-done:
 				return
 			case u, ok := <-ch:
 				if !ok {
-					return
+					close(stop)
+					for {
+						select {
+						case <-done:
+							stop = make(chan struct{})
+							return
+						case <-time.After(100 * time.Millisecond):
+						}
+						if ch, stop, err = subscribe(); err == nil {
+							break
+						}
+					}
+					if report(d.State()) {
+						return
+					}
+					continue
 				}
 				if int(u.Index) != d.Ifindex {
 					continue
@@ -242,12 +274,7 @@ func (d *Device) Watch(done <-chan struct{}, fn func(LinkState)) error {
 				if u.Header.Type != unix.RTM_DELLINK {
 					st = stateOf(u.Link)
 				}
-				if st == last {
-					continue
-				}
-				last = st
-				fn(st)
-				if st.Gone {
+				if report(st) {
 					return
 				}
 			}

@@ -232,7 +232,7 @@ func (p *AFXDPPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 		if s.Fill.NeedWakeup() {
 			s.WakeRX()
 		}
-		return 0
+		return b.N
 	}
 	umem := s.UMEM
 	var runts, bytes uint64

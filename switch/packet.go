@@ -40,7 +40,8 @@ type Packet struct {
 type Batch struct {
 	N      int
 	InPort uint16
-	srcQ   *virtio.SplitQueue // the queue the packets came from (vhost-user)
+	srcQ   *virtio.SplitQueue  // the queue the packets came from (vhost-user, split)
+	srcPQ  *virtio.PackedQueue // or (packed)
 	Pkts   [BatchSize]Packet
 }
 

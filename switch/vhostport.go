@@ -73,7 +73,14 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	if q == 0 && p.rarp.Load() != 0 {
 		p.injectRARP(b, c)
 	}
-	txq := st.Tx[q]
+	if st.Packed {
+		return p.receivePacked(st, st.PTx[q], b, c)
+	}
+	return p.receiveSplit(st, st.Tx[q], b, c)
+}
+
+// receiveSplit dequeues a split transmit queue (DPDK virtio_dev_tx_split).
+func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b *Batch, c *PortCounters) int {
 	if txq == nil {
 		return b.N
 	}
@@ -95,6 +102,80 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
 	for k := 0; k < avail; k++ {
+		pkt := &b.Pkts[b.N]
+		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
+		if cerr != virtio.ChainOK {
+			drops[cerr]++
+			if cerr != virtio.ChainBadHead {
+				txq.PutUsed(head, 0)
+			}
+			continue
+		}
+		frame := total - hdrLen
+		if frame < EthHdrLen {
+			drops[DropRunt]++
+			txq.PutUsed(head, 0)
+			continue
+		}
+		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
+		b.N++
+	}
+	// Touch every frame's first bytes in a loop that does nothing else, so
+	// as many misses as the core can hold are in flight at once.
+	// The virtio-net header often ends one cache line and the frame starts
+	// the next: touch both ends of what gather copies.
+	var touch byte
+	for i := first; i < b.N; i++ {
+		s := b.Pkts[i].Segs[0]
+		touch += s[0] + s[min(len(s), hdrLen+HeadLen)-1]
+	}
+	sink += touch
+	for i := first; i < b.N; i++ {
+		pkt := &b.Pkts[i]
+		pkt.trim(hdrLen)
+		pkt.NHead = pkt.gather(pkt.Head[:min(pkt.Len, HeadLen)])
+		bytes += uint64(pkt.Len)
+	}
+	for r, n := range drops {
+		if n != 0 {
+			c.Drops[r].Add(n)
+		}
+	}
+	if b.N > 0 {
+		c.RxPackets.Add(uint64(b.N))
+		c.RxBytes.Add(bytes)
+	} else {
+		txq.Flush() // return refused chains now
+	}
+	return b.N
+}
+
+// receivePacked is receiveSplit for a packed ring (DPDK
+// virtio_dev_tx_packed): the same steps over the other engine, kept as a
+// copy so no call per packet goes through an interface.
+func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, b *Batch, c *PortCounters) int {
+	if txq == nil {
+		return b.N
+	}
+	b.srcPQ = txq
+	avail, err := txq.Avail()
+	if err != nil {
+		p.stopCorrupt(st, c)
+		return 0
+	}
+	if avail > BatchSize-b.N {
+		avail = BatchSize - b.N
+	}
+	hdrLen := st.HdrLen
+	var drops [NumDropReasons]uint64
+	var bytes uint64
+	// Pass 1 walks the chains and touches each frame's first line with
+	// independent loads, so the cache misses on what the guest just wrote
+	// overlap instead of being paid one after another in pass 2.
+	first := b.N
+	sinkDesc += txq.Prefetch(avail)
+	// Avail counted descriptors, not chains: stop when none is left.
+	for k := 0; k < avail && txq.Pending() > 0; k++ {
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainOK {
@@ -217,23 +298,40 @@ func buildRARP(b []byte, mac uint64) int {
 // Release implements Port: the frames were copied, the guest gets its
 // transmit buffers back with one used-index update.
 func (p *VhostPort) Release(b *Batch) {
-	q := b.srcQ
-	if q == nil {
-		return
-	}
-	for i := 0; i < b.N; i++ {
-		if !b.Pkts[i].local {
-			q.PutUsed(b.Pkts[i].desc, 0)
+	if q := b.srcQ; q != nil {
+		for i := 0; i < b.N; i++ {
+			if !b.Pkts[i].local {
+				q.PutUsed(b.Pkts[i].desc, 0)
+			}
 		}
+		q.Flush()
+		b.srcQ = nil
 	}
-	q.Flush()
-	b.srcQ = nil
+	if q := b.srcPQ; q != nil {
+		for i := 0; i < b.N; i++ {
+			if !b.Pkts[i].local {
+				q.PutUsed(b.Pkts[i].desc, 0)
+			}
+		}
+		q.Flush()
+		b.srcPQ = nil
+	}
 }
 
 // Transmit implements Port: each frame is written straight from the
 // sender's buffers into the guest's receive buffers.
 func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters) {
 	st := p.state.Load()
+	if st != nil && st.Packed {
+		p.transmitPacked(w, st, b, sel, c)
+		return
+	}
+	p.transmitSplit(w, st, b, sel, c)
+}
+
+// transmitSplit enqueues into a split receive queue (DPDK
+// virtio_dev_rx_split).
+func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel []uint16, c *PortCounters) {
 	qi, rxq := pickRx(st, w.id)
 	if rxq == nil {
 		c.Drops[DropPortDown].Add(uint64(len(sel)))
@@ -259,6 +357,58 @@ func (p *VhostPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 		var more bool
 		k, more = w.takeChains(b, sel, k, rxq, hdrLen, mrg, &t)
 		w.copyOut(b, rxq, hdrLen, &t)
+		if !more {
+			break
+		}
+	}
+	rxq.Flush()
+	lk.Unlock()
+	if t.sent != 0 {
+		c.TxPackets.Add(t.sent)
+		c.TxBytes.Add(t.bytes)
+	}
+	if t.noBuf != 0 {
+		c.Drops[DropNoRxBuffer].Add(t.noBuf)
+	}
+	if t.small != 0 {
+		c.Drops[DropRxBufferTooSmall].Add(t.small)
+	}
+	if t.bad != 0 {
+		c.Drops[virtio.ChainBadAddr].Add(t.bad)
+	}
+	if t.tooBig != 0 {
+		c.Drops[DropFrameTooLarge].Add(t.tooBig)
+	}
+}
+
+// transmitPacked is transmitSplit for a packed ring (DPDK
+// virtio_dev_rx_packed), a copy over the other engine.
+func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel []uint16, c *PortCounters) {
+	qi, rxq := pickPRx(st, w.id)
+	if rxq == nil {
+		c.Drops[DropPortDown].Add(uint64(len(sel)))
+		return
+	}
+	lk := &p.rxLock[qi]
+	lk.Lock()
+	if _, err := rxq.Avail(); err != nil {
+		lk.Unlock()
+		c.Drops[DropAvailCorrupt].Add(uint64(len(sel)))
+		p.stopCorrupt(st, c)
+		return
+	}
+	hdrLen := st.HdrLen
+	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
+	var t txTally
+	t.maxLen = 1 << 30
+	if st.MTU > 0 {
+		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
+	}
+	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
+	for k := 0; k < len(sel); {
+		var more bool
+		k, more = w.takeChainsPacked(b, sel, k, rxq, hdrLen, mrg, &t)
+		w.copyOutPacked(b, rxq, hdrLen, &t)
 		if !more {
 			break
 		}
@@ -382,6 +532,116 @@ func (w *Worker) copyOut(b *Batch, rxq *virtio.SplitQueue, hdrLen int, t *txTall
 		t.bytes += uint64(pkt.Len)
 	}
 	w.nout, w.nd = 0, 0
+}
+
+// takeChainsPacked is takeChains for a packed ring: from sel[k] on, it
+// takes receive chains for each frame (several with MRG_RXBUF, until the
+// frame fits) and writes the virtio-net header and the last head byte
+// early, so the stores take the lines from the guest's CPU while later
+// chains are walked. It stops when the worker's chain array is full
+// (more = true: copy out, then call again from the returned k) or when the
+// guest has no buffers left.
+func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.PackedQueue, hdrLen int, mrg bool, t *txTally) (next int, more bool) {
+	w.nout, w.nd = 0, 0
+	for ; k < len(sel); k++ {
+		pkt := &b.Pkts[sel[k]]
+		if pkt.Len > t.maxLen {
+			t.tooBig++
+			continue
+		}
+		need := hdrLen + pkt.Len
+		first, got := w.nd, 0
+		for got < need {
+			if rxq.Pending() == 0 {
+				w.giveBackPacked(rxq, first)
+				t.noBuf += uint64(len(sel) - k)
+				return len(sel), false
+			}
+			if w.nd == len(w.dst) {
+				w.giveBackPacked(rxq, first)
+				if first == 0 { // one frame needs more chains than we hold
+					t.small++
+					k++
+				}
+				return k, k < len(sel)
+			}
+			d := &w.dst[w.nd]
+			head, nseg, room, cerr := rxq.Next(&d.segs, true)
+			if cerr != virtio.ChainOK {
+				t.bad++
+				if cerr != virtio.ChainBadHead {
+					rxq.PutUsed(head, 0)
+				}
+				continue
+			}
+			if !mrg && room < need {
+				rxq.Unpop()
+				t.small++
+				break
+			}
+			d.head, d.nseg, d.room = head, nseg, room
+			w.nd++
+			got += room
+		}
+		if got < need {
+			continue // refused above
+		}
+		o := &w.out[w.nout]
+		w.nout++
+		o.pkt, o.first, o.n = sel[k], uint16(first), uint16(w.nd-first)
+		o.hdrDone = false
+		if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
+			putNetHdr(s0, hdrLen, int(o.n))
+			o.hdrDone = true
+			if end := hdrLen + pkt.NHead; end <= len(s0) {
+				s0[end-1] = pkt.Head[pkt.NHead-1]
+			}
+		}
+	}
+	return k, false
+}
+
+// giveBackPacked returns the chains taken since index first to the guest's ring
+// unused (a frame that could not be placed whole).
+func (w *Worker) giveBackPacked(rxq *virtio.PackedQueue, first int) {
+	for ; w.nd > first; w.nd-- {
+		rxq.Unpop()
+	}
+}
+
+// copyOutPacked is pass 2 for a packed ring: each frame is copied into its chains and every chain
+// is returned with the bytes written into it.
+func (w *Worker) copyOutPacked(b *Batch, rxq *virtio.PackedQueue, hdrLen int, t *txTally) {
+	for k := 0; k < w.nout; k++ {
+		o := &w.out[k]
+		pkt := &b.Pkts[o.pkt]
+		chains := w.dst[o.first : o.first+o.n]
+		scatter(chains, hdrLen, o.hdrDone, pkt)
+		left := hdrLen + pkt.Len
+		for c := range chains {
+			n := min(chains[c].room, left)
+			rxq.PutUsed(chains[c].head, uint32(n))
+			left -= n
+		}
+		t.sent++
+		t.bytes += uint64(pkt.Len)
+	}
+	w.nout, w.nd = 0, 0
+}
+
+// pickPRx is pickRx for packed rings.
+func pickPRx(st *vhostuser.State, wid int) (int, *virtio.PackedQueue) {
+	if st == nil {
+		return 0, nil
+	}
+	n := len(st.PRx)
+	for k := 0; k < n; k++ {
+		i := (wid + k) % n
+		if st.PRx[i] != nil {
+			return i, st.PRx[i]
+		}
+	}
+	return 0, nil
 }
 
 // pickRx picks the guest receive queue a worker feeds.

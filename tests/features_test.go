@@ -81,6 +81,8 @@ func TestTestpmdFeatureVariants(t *testing.T) {
 		{"mrg_rxbuf=1", ",mrg_rxbuf=1", "MRG_RXBUF", ""},
 		{"in_order=1", ",in_order=1", "", ""},
 		{"in_order=0", ",in_order=0", "", ""},
+		{"packed_vq=1", ",packed_vq=1", "RING_PACKED", ""},
+		{"packed_vq=1,mrg_rxbuf=0", ",packed_vq=1,mrg_rxbuf=0", "RING_PACKED", "MRG_RXBUF"},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			vm1 := featureLoop(t, portsConfig(1), v.devargs)
@@ -92,5 +94,24 @@ func TestTestpmdFeatureVariants(t *testing.T) {
 				t.Errorf("features %s, want no %s", f, v.absent)
 			}
 		})
+	}
+}
+
+// Linux guests on packed rings (QEMU packed=on) ping each other.
+func TestGuestsPackedRing(t *testing.T) {
+	guestPrereqs(t)
+	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
+	dev := ",packed=on,mrg_rxbuf=on"
+	g2 := testutil.StartGuest(t, testutil.GuestOptions{Name: "g2", Socket: sw.Dir + "/vm2.sock", DevOpts: dev,
+		MAC: "52:54:00:00:00:02", IP: "10.0.0.2/24", Role: "wait", Dir: sw.Dir})
+	g1 := testutil.StartGuest(t, testutil.GuestOptions{Name: "g1", Socket: sw.Dir + "/vm1.sock", DevOpts: dev,
+		MAC: "52:54:00:00:00:01", IP: "10.0.0.1/24", Peer: "10.0.0.2", Role: "ping", Dir: sw.Dir})
+	g2.WaitSerial(t, "LAB-WAITING", 120*time.Second)
+	if f := sw.MustPorts(t)["vm2"].Features; !contains(f, "RING_PACKED") {
+		t.Fatalf("vm2 negotiated %v, want RING_PACKED", f)
+	}
+	out := g1.WaitSerial(t, "LAB-PING-", 120*time.Second)
+	if !strings.Contains(out, "LAB-PING-OK") {
+		t.Fatalf("guests on packed rings could not ping:\n%s", out)
 	}
 }

@@ -28,6 +28,11 @@ type State struct {
 	// (vring 2i+1). A nil entry is a queue that is not running.
 	Rx []*virtio.SplitQueue
 	Tx []*virtio.SplitQueue
+	// With VIRTIO_F_RING_PACKED the rings are packed and live here instead
+	// (same indexing); the data plane picks the engine once per burst.
+	Packed bool
+	PRx    []*virtio.PackedQueue
+	PTx    []*virtio.PackedQueue
 }
 
 // Running says whether any queue runs.
@@ -37,6 +42,11 @@ func (s *State) Running() bool {
 	}
 	for i := range s.Rx {
 		if s.Rx[i] != nil || s.Tx[i] != nil {
+			return true
+		}
+	}
+	for i := range s.PRx {
+		if s.PRx[i] != nil || s.PTx[i] != nil {
 			return true
 		}
 	}
@@ -83,13 +93,14 @@ type vring struct {
 	num     uint16
 	addr    VringAddr
 	addrSet bool
-	base    uint16
+	base    uint32 // split: last avail; packed: avail|wrap<<15, used|wrap<<15 in the high half
 	kickFd  int
 	kicked  bool
 	callFd  int
 	errFd   int
 	enabled bool
 	q       *virtio.SplitQueue
+	pq      *virtio.PackedQueue
 	failed  bool // could not start with the current config; logged once
 }
 
@@ -133,7 +144,7 @@ func NewDevice(opts Options, backend Backend) *Device {
 	}
 	d.offered = virtio.Bit(virtio.FVersion1) | virtio.Bit(virtio.FProtocolFeatures) |
 		virtio.Bit(virtio.RingFEventIdx) | virtio.Bit(virtio.NetFMTU) | virtio.Bit(virtio.RingFIndirectDesc) |
-		virtio.Bit(virtio.NetFMrgRxbuf)
+		virtio.Bit(virtio.NetFMrgRxbuf) | virtio.Bit(virtio.FRingPacked)
 	if opts.QueuePairs > 1 {
 		d.offered |= virtio.Bit(virtio.NetFMQ)
 	}
@@ -173,7 +184,7 @@ func (d *Device) Status() Status {
 	}
 	if st := d.published; st != nil {
 		for i := range st.Rx {
-			if st.Rx[i] != nil || st.Tx[i] != nil {
+			if st.Rx[i] != nil || st.Tx[i] != nil || st.PRx[i] != nil || st.PTx[i] != nil {
 				s.QueuePairs++
 			}
 		}
@@ -457,10 +468,12 @@ func (d *Device) setVringBase(m *Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Num > 0xffff {
+	// A packed ring's base carries the avail index and wrap counter in
+	// the low half and (from QEMU) the used ones in the high half.
+	if s.Num > 0xffff && d.features&virtio.Bit(virtio.FRingPacked) == 0 {
 		return nil, fmt.Errorf("vring %d base %d does not fit a split ring index", s.Index, s.Num)
 	}
-	v.base = uint16(s.Num)
+	v.base = s.Num
 	return nil, nil
 }
 
@@ -477,7 +490,7 @@ func (d *Device) getVringBase(m *Message) ([]byte, error) {
 	}
 	v.kicked = false
 	closeFd(&v.kickFd)
-	return VringState{Index: s.Index, Num: uint32(v.base)}.Bytes(), nil
+	return VringState{Index: s.Index, Num: v.base}.Bytes(), nil
 }
 
 // takeVringFd validates a kick/call/err body and moves its fd (if any) out
@@ -595,8 +608,12 @@ func (d *Device) pause() {
 	for i := range d.vrings {
 		v := &d.vrings[i]
 		if v.q != nil {
-			v.base = v.q.LastAvail()
+			v.base = uint32(v.q.LastAvail())
 			v.q = nil
+		}
+		if v.pq != nil {
+			v.base = uint32(v.pq.LastAvail()) | uint32(v.pq.LastUsed())<<16
+			v.pq = nil
 		}
 	}
 	d.published = nil
@@ -619,14 +636,39 @@ func (d *Device) resume() {
 	pairs := d.opts.QueuePairs
 	st.Rx = make([]*virtio.SplitQueue, pairs)
 	st.Tx = make([]*virtio.SplitQueue, pairs)
+	st.PRx = make([]*virtio.PackedQueue, pairs)
+	st.PTx = make([]*virtio.PackedQueue, pairs)
+	st.Packed = d.features&virtio.Bit(virtio.FRingPacked) != 0
 	for i := 0; i < 2*pairs; i++ {
 		v := &d.vrings[i]
 		if !d.ready(v) {
 			continue
 		}
+		if st.Packed {
+			// SET_VRING_ADDR's avail and used are the driver and device
+			// event suppression areas of a packed ring.
+			pq, err := virtio.NewPackedQueue(d.mem, virtio.PackedConfig{
+				Size: v.num, Desc: v.addr.Desc, Driver: v.addr.Avail, Device: v.addr.Used,
+				LastAvail: uint16(v.base), LastUsed: uint16(v.base >> 16),
+				EventIdx: d.features&virtio.Bit(virtio.RingFEventIdx) != 0, CallFd: v.callFd,
+			})
+			if err != nil {
+				v.failed = true
+				d.Counters.RingErrors.Add(1)
+				d.log.WithError(err).WithField("vring", i).Warn("packed vring cannot start")
+				continue
+			}
+			v.pq = pq
+			if i%2 == 0 {
+				st.PRx[i/2] = pq
+			} else {
+				st.PTx[i/2] = pq
+			}
+			continue
+		}
 		q, err := virtio.NewSplitQueue(d.mem, virtio.SplitConfig{
 			Size: v.num, Desc: v.addr.Desc, Avail: v.addr.Avail, Used: v.addr.Used,
-			LastAvail: v.base, EventIdx: d.features&virtio.Bit(virtio.RingFEventIdx) != 0, CallFd: v.callFd,
+			LastAvail: uint16(v.base), EventIdx: d.features&virtio.Bit(virtio.RingFEventIdx) != 0, CallFd: v.callFd,
 		})
 		if err != nil {
 			v.failed = true

@@ -906,7 +906,7 @@ func (d *direct) setup(g *virtiotest.Guest, rings []*virtiotest.SplitRing, calls
 	offered := b2u(d.must(vhostuser.GetFeatures, nil))
 	d.must(vhostuser.SetProtocolFeatures, vhostuser.U64(b2u(d.must(vhostuser.GetProtocolFeatures, nil))).Bytes())
 	d.must(vhostuser.SetOwner, nil)
-	d.must(vhostuser.SetFeatures, vhostuser.U64(offered).Bytes())
+	d.must(vhostuser.SetFeatures, vhostuser.U64(offered&^virtio.Bit(virtio.FRingPacked)).Bytes())
 	r := g.Region()
 	d.must(vhostuser.SetMemTable, memTable(vhostuser.MemRegion{GuestPhysAddr: r.GuestPhysAddr, Size: r.Size, UserAddr: r.UserAddr}), dup(d.t, g.Fd()))
 	for i, ring := range rings {

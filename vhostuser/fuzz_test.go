@@ -199,7 +199,7 @@ func fuzzDevice(t *testing.T, fg *fuzzGuest, data []byte) (delivered int) {
 	const v = vhostuser.FlagVersion
 	if flags&(fzNegotiate|fzRings) != 0 {
 		must(encodeMsg(vhostuser.SetProtocolFeatures, v, vhostuser.U64(vhostusertest.DefaultProtocol).Bytes()))
-		must(encodeMsg(vhostuser.SetFeatures, v, vhostuser.U64(dev.OfferedFeatures()).Bytes()))
+		must(encodeMsg(vhostuser.SetFeatures, v, vhostuser.U64(dev.OfferedFeatures()&^virtio.Bit(virtio.FRingPacked)).Bytes()))
 	}
 	if flags&(fzMemTable|fzRings) != 0 {
 		must(encodeMsg(vhostuser.SetMemTable, v, fg.memTable()), dup(t, fg.g.Fd()))

@@ -38,6 +38,7 @@ type PackedConfig struct {
 	Driver    uint64 // driver event suppression area ("avail"),
 	Device    uint64 // device event suppression area ("used")
 	LastAvail uint16 // SET_VRING_BASE: index | wrap counter << 15
+	LastUsed  uint16 // the same for the used side (QEMU sends it); 0: as LastAvail
 	EventIdx  bool
 	CallFd    int
 }
@@ -80,8 +81,11 @@ func NewPackedQueue(mem *Memory, cfg PackedConfig) (*PackedQueue, error) {
 	if n == 0 || n > MaxQueueSize {
 		return nil, fmt.Errorf("packed queue size %d not in 1..%d", n, MaxQueueSize)
 	}
-	if cfg.LastAvail&^PackedWrapBit >= cfg.Size {
-		return nil, fmt.Errorf("packed ring base %d is beyond the ring size %d", cfg.LastAvail&^PackedWrapBit, n)
+	if cfg.LastUsed == 0 {
+		cfg.LastUsed = cfg.LastAvail
+	}
+	if cfg.LastAvail&^PackedWrapBit >= cfg.Size || cfg.LastUsed&^PackedWrapBit >= cfg.Size {
+		return nil, fmt.Errorf("packed ring base %#x/%#x is beyond the ring size %d", cfg.LastAvail, cfg.LastUsed, n)
 	}
 	if cfg.Desc%16 != 0 || cfg.Driver%4 != 0 || cfg.Device%4 != 0 {
 		return nil, fmt.Errorf("packed ring addresses desc=%#x driver=%#x device=%#x are misaligned", cfg.Desc, cfg.Driver, cfg.Device)
@@ -114,8 +118,7 @@ func NewPackedQueue(mem *Memory, cfg PackedConfig) (*PackedQueue, error) {
 		counts:    make([]uint16, n),
 		shadow:    make([]packedUsed, n),
 	}
-	// Nothing is in flight when a ring (re)starts: used follows avail.
-	q.usedIdx, q.usedWrap = q.lastAvail, q.availWrap
+	q.usedIdx, q.usedWrap = cfg.LastUsed&^PackedWrapBit, cfg.LastUsed&PackedWrapBit != 0
 	binaryPutUint32(q.callBuf[:4], 1)
 	// We poll: ask the driver not to kick.
 	atomic.StoreUint32(q.deviceEvt, EventFlagsDisable<<16)
@@ -131,6 +134,15 @@ func (q *PackedQueue) LastAvail() uint16 {
 		return q.lastAvail | PackedWrapBit
 	}
 	return q.lastAvail
+}
+
+// LastUsed is the used side of the base: the next used slot and its wrap
+// counter (QEMU restores it from GET_VRING_BASE's high half).
+func (q *PackedQueue) LastUsed() uint16 {
+	if q.usedWrap {
+		return q.usedIdx | PackedWrapBit
+	}
+	return q.usedIdx
 }
 
 // Memory is the guest memory the ring and buffers live in.

@@ -163,7 +163,8 @@ func (f *Frontend) handshake() error {
 	if o.NoEventIdx {
 		mask &^= virtio.Bit(virtio.RingFEventIdx)
 	}
-	f.Features = f.Offered & mask
+	// This front-end lays out split rings only.
+	f.Features = f.Offered & mask &^ virtio.Bit(virtio.FRingPacked)
 
 	if f.Offered&virtio.Bit(virtio.FProtocolFeatures) != 0 {
 		if f.OfferedProtocol, err = f.requestU64(vhostuser.GetProtocolFeatures, nil); err != nil {
