@@ -162,7 +162,7 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 	case reflect.Struct:
 		name := t.Name()
 		if _, ok := schemas[name]; !ok {
-			schemas[name] = nil // placeholder against recursion
+			schemas[name] = nil // marks the type as in progress: a recursive type stops here
 			props := map[string]any{}
 			addStructProps(t, props, schemas)
 			schemas[name] = map[string]any{"type": "object", "properties": props, "additionalProperties": false}

@@ -8,7 +8,7 @@
 set -euo pipefail
 RUNS=${1:-3}; SECS=${2:-10}; FRAME=${3:-64}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LAB=$(mktemp -d /tmp/vsbench.XXXX)
+LAB=$(mktemp -d)
 trap 'pkill -f "$LAB" 2>/dev/null || true; sleep 0.5; rm -rf "$LAB"' EXIT
 (cd "$ROOT" && CGO_ENABLED=0 go build -o "$LAB/vswitchd" ./cmd/vswitchd)
 cat > "$LAB/vswitchd.yaml" <<YAML
