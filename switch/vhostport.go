@@ -95,10 +95,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 	}
 	hdrLen := st.HdrLen
 	var drops [NumDropReasons]uint64
-	var bytes uint64
-	// Pass 1 walks the chains and touches each frame's first line with
-	// independent loads, so the cache misses on what the guest just wrote
-	// overlap instead of being paid one after another in pass 2.
+	// Pass 1 walks the chains; finishReceive then touches and copies.
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
 	for k := 0; k < avail; k++ {
@@ -120,31 +117,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
 		b.N++
 	}
-	// Touch every frame's first bytes in a loop that does nothing else, so
-	// as many misses as the core can hold are in flight at once.
-	// The virtio-net header often ends one cache line and the frame starts
-	// the next: touch both ends of what gather copies.
-	var touch byte
-	for i := first; i < b.N; i++ {
-		s := b.Pkts[i].Segs[0]
-		touch += s[0] + s[min(len(s), hdrLen+HeadLen)-1]
-	}
-	sink += touch
-	for i := first; i < b.N; i++ {
-		pkt := &b.Pkts[i]
-		pkt.trim(hdrLen)
-		pkt.NHead = pkt.gather(pkt.Head[:min(pkt.Len, HeadLen)])
-		bytes += uint64(pkt.Len)
-	}
-	for r, n := range drops {
-		if n != 0 {
-			c.Drops[r].Add(n)
-		}
-	}
-	if b.N > 0 {
-		c.RxPackets.Add(uint64(b.N))
-		c.RxBytes.Add(bytes)
-	} else {
+	if finishReceive(b, first, hdrLen, &drops, c) == 0 {
 		txq.Flush() // return refused chains now
 	}
 	return b.N
@@ -168,10 +141,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	}
 	hdrLen := st.HdrLen
 	var drops [NumDropReasons]uint64
-	var bytes uint64
-	// Pass 1 walks the chains and touches each frame's first line with
-	// independent loads, so the cache misses on what the guest just wrote
-	// overlap instead of being paid one after another in pass 2.
+	// Pass 1 walks the chains; finishReceive then touches and copies.
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
 	// Avail counted descriptors, not chains: stop when none is left.
@@ -194,8 +164,17 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
 		b.N++
 	}
-	// Touch every frame's first bytes in a loop that does nothing else, so
-	// as many misses as the core can hold are in flight at once.
+	if finishReceive(b, first, hdrLen, &drops, c) == 0 {
+		txq.Flush() // return refused chains now
+	}
+	return b.N
+}
+
+// finishReceive is what receiveSplit and receivePacked share after their
+// chain walks: touch every frame's first bytes in a loop that does nothing
+// else, so as many misses as the core can hold are in flight at once, then
+// copy the heads out and count. It returns b.N.
+func finishReceive(b *Batch, first, hdrLen int, drops *[NumDropReasons]uint64, c *PortCounters) int {
 	// The virtio-net header often ends one cache line and the frame starts
 	// the next: touch both ends of what gather copies.
 	var touch byte
@@ -204,6 +183,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		touch += s[0] + s[min(len(s), hdrLen+HeadLen)-1]
 	}
 	sink += touch
+	var bytes uint64
 	for i := first; i < b.N; i++ {
 		pkt := &b.Pkts[i]
 		pkt.trim(hdrLen)
@@ -218,8 +198,6 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	if b.N > 0 {
 		c.RxPackets.Add(uint64(b.N))
 		c.RxBytes.Add(bytes)
-	} else {
-		txq.Flush() // return refused chains now
 	}
 	return b.N
 }
@@ -347,38 +325,23 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 	}
 	hdrLen := st.HdrLen
 	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
-	var t txTally
-	t.maxLen = 1 << 30
-	if st.MTU > 0 {
-		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
-	}
+	t := newTxTally(st)
 	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
 	for k := 0; k < len(sel); {
 		var more bool
 		k, more = w.takeChains(b, sel, k, rxq, hdrLen, mrg, &t)
-		w.copyOut(b, rxq, hdrLen, &t)
+		w.copyOut(b, hdrLen, &t)
+		for i := range w.dst[:w.nd] {
+			rxq.PutUsed(w.dst[i].head, w.dst[i].written)
+		}
+		w.nd = 0
 		if !more {
 			break
 		}
 	}
 	rxq.Flush()
 	lk.Unlock()
-	if t.sent != 0 {
-		c.TxPackets.Add(t.sent)
-		c.TxBytes.Add(t.bytes)
-	}
-	if t.noBuf != 0 {
-		c.Drops[DropNoRxBuffer].Add(t.noBuf)
-	}
-	if t.small != 0 {
-		c.Drops[DropRxBufferTooSmall].Add(t.small)
-	}
-	if t.bad != 0 {
-		c.Drops[virtio.ChainBadAddr].Add(t.bad)
-	}
-	if t.tooBig != 0 {
-		c.Drops[DropFrameTooLarge].Add(t.tooBig)
-	}
+	t.count(c)
 }
 
 // transmitPacked is transmitSplit for a packed ring (DPDK
@@ -399,22 +362,41 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 	}
 	hdrLen := st.HdrLen
 	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
-	var t txTally
-	t.maxLen = 1 << 30
-	if st.MTU > 0 {
-		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
-	}
+	t := newTxTally(st)
 	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
 	for k := 0; k < len(sel); {
 		var more bool
 		k, more = w.takeChainsPacked(b, sel, k, rxq, hdrLen, mrg, &t)
-		w.copyOutPacked(b, rxq, hdrLen, &t)
+		w.copyOut(b, hdrLen, &t)
+		for i := range w.dst[:w.nd] {
+			rxq.PutUsed(w.dst[i].head, w.dst[i].written)
+		}
+		w.nd = 0
 		if !more {
 			break
 		}
 	}
 	rxq.Flush()
 	lk.Unlock()
+	t.count(c)
+}
+
+// txTally counts one Transmit call.
+type txTally struct {
+	sent, bytes, noBuf, small, bad, tooBig uint64
+	maxLen                                 int // largest frame the guest's MTU allows
+}
+
+func newTxTally(st *vhostuser.State) txTally {
+	t := txTally{maxLen: 1 << 30}
+	if st.MTU > 0 {
+		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
+	}
+	return t
+}
+
+// count adds the call's totals to the port's counters.
+func (t *txTally) count(c *PortCounters) {
 	if t.sent != 0 {
 		c.TxPackets.Add(t.sent)
 		c.TxBytes.Add(t.bytes)
@@ -433,17 +415,9 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 	}
 }
 
-// txTally counts one Transmit call.
-type txTally struct {
-	sent, bytes, noBuf, small, bad, tooBig uint64
-	maxLen                                 int // largest frame the guest's MTU allows
-}
-
 // takeChains is pass 1 of a transmit into a guest: from sel[k] on, it
 // takes receive chains for each frame (several with MRG_RXBUF, until the
-// frame fits) and writes the virtio-net header and the last head byte
-// early, so the stores take the lines from the guest's CPU while later
-// chains are walked. It stops when the worker's chain array is full
+// frame fits) and claims them (claimFrame). It stops when the worker's chain array is full
 // (more = true: copy out, then call again from the returned k) or when the
 // guest has no buffers left.
 func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueue, hdrLen int, mrg bool, t *txTally) (next int, more bool) {
@@ -491,17 +465,7 @@ func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueu
 		if got < need {
 			continue // refused above
 		}
-		o := &w.out[w.nout]
-		w.nout++
-		o.pkt, o.first, o.n = sel[k], uint16(first), uint16(w.nd-first)
-		o.hdrDone = false
-		if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
-			putNetHdr(s0, hdrLen, int(o.n))
-			o.hdrDone = true
-			if end := hdrLen + pkt.NHead; end <= len(s0) {
-				s0[end-1] = pkt.Head[pkt.NHead-1]
-			}
-		}
+		w.claimFrame(pkt, sel[k], first, hdrLen)
 	}
 	return k, false
 }
@@ -514,9 +478,28 @@ func (w *Worker) giveBack(rxq *virtio.SplitQueue, first int) {
 	}
 }
 
+// claimFrame records that frame pkt (index i of the batch) goes into the
+// chains taken since first, and writes the virtio-net header and the last
+// head byte now: the stores take the lines from the guest's CPU while later
+// chains are walked, and pass 2 copies into lines it owns.
+func (w *Worker) claimFrame(pkt *Packet, i uint16, first, hdrLen int) {
+	o := &w.out[w.nout]
+	w.nout++
+	o.pkt, o.first, o.n = i, uint16(first), uint16(w.nd-first)
+	o.hdrDone = false
+	if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
+		putNetHdr(s0, hdrLen, int(o.n))
+		o.hdrDone = true
+		if end := hdrLen + pkt.NHead; end <= len(s0) {
+			s0[end-1] = pkt.Head[pkt.NHead-1]
+		}
+	}
+}
+
 // copyOut is pass 2: each frame is copied into its chains and every chain
-// is returned with the bytes written into it.
-func (w *Worker) copyOut(b *Batch, rxq *virtio.SplitQueue, hdrLen int, t *txTally) {
+// records the bytes written into it; the caller returns w.dst[:w.nd] to the
+// guest with those lengths.
+func (w *Worker) copyOut(b *Batch, hdrLen int, t *txTally) {
 	for k := 0; k < w.nout; k++ {
 		o := &w.out[k]
 		pkt := &b.Pkts[o.pkt]
@@ -524,23 +507,17 @@ func (w *Worker) copyOut(b *Batch, rxq *virtio.SplitQueue, hdrLen int, t *txTall
 		scatter(chains, hdrLen, o.hdrDone, pkt)
 		left := hdrLen + pkt.Len
 		for c := range chains {
-			n := min(chains[c].room, left)
-			rxq.PutUsed(chains[c].head, uint32(n))
-			left -= n
+			chains[c].written = uint32(min(chains[c].room, left))
+			left -= int(chains[c].written)
 		}
 		t.sent++
 		t.bytes += uint64(pkt.Len)
 	}
-	w.nout, w.nd = 0, 0
+	w.nout = 0
 }
 
-// takeChainsPacked is takeChains for a packed ring: from sel[k] on, it
-// takes receive chains for each frame (several with MRG_RXBUF, until the
-// frame fits) and writes the virtio-net header and the last head byte
-// early, so the stores take the lines from the guest's CPU while later
-// chains are walked. It stops when the worker's chain array is full
-// (more = true: copy out, then call again from the returned k) or when the
-// guest has no buffers left.
+// takeChainsPacked is takeChains for a packed ring, a copy over the other
+// engine so its per-chain calls stay direct.
 func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.PackedQueue, hdrLen int, mrg bool, t *txTally) (next int, more bool) {
 	w.nout, w.nd = 0, 0
 	for ; k < len(sel); k++ {
@@ -586,47 +563,16 @@ func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.Pac
 		if got < need {
 			continue // refused above
 		}
-		o := &w.out[w.nout]
-		w.nout++
-		o.pkt, o.first, o.n = sel[k], uint16(first), uint16(w.nd-first)
-		o.hdrDone = false
-		if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
-			putNetHdr(s0, hdrLen, int(o.n))
-			o.hdrDone = true
-			if end := hdrLen + pkt.NHead; end <= len(s0) {
-				s0[end-1] = pkt.Head[pkt.NHead-1]
-			}
-		}
+		w.claimFrame(pkt, sel[k], first, hdrLen)
 	}
 	return k, false
 }
 
-// giveBackPacked returns the chains taken since index first to the guest's ring
-// unused (a frame that could not be placed whole).
+// giveBackPacked is giveBack for a packed ring.
 func (w *Worker) giveBackPacked(rxq *virtio.PackedQueue, first int) {
 	for ; w.nd > first; w.nd-- {
 		rxq.Unpop()
 	}
-}
-
-// copyOutPacked is pass 2 for a packed ring: each frame is copied into its chains and every chain
-// is returned with the bytes written into it.
-func (w *Worker) copyOutPacked(b *Batch, rxq *virtio.PackedQueue, hdrLen int, t *txTally) {
-	for k := 0; k < w.nout; k++ {
-		o := &w.out[k]
-		pkt := &b.Pkts[o.pkt]
-		chains := w.dst[o.first : o.first+o.n]
-		scatter(chains, hdrLen, o.hdrDone, pkt)
-		left := hdrLen + pkt.Len
-		for c := range chains {
-			n := min(chains[c].room, left)
-			rxq.PutUsed(chains[c].head, uint32(n))
-			left -= n
-		}
-		t.sent++
-		t.bytes += uint64(pkt.Len)
-	}
-	w.nout, w.nd = 0, 0
 }
 
 // pickPRx is pickRx for packed rings.

@@ -43,10 +43,11 @@ type Worker struct {
 
 // rxChain is a guest receive chain taken for a frame of a batch.
 type rxChain struct {
-	head uint16
-	nseg int
-	room int
-	segs [virtio.MaxSegs][]byte
+	head    uint16
+	nseg    int
+	room    int
+	written uint32 // set by copyOut: what the guest gets back in the used entry
+	segs    [virtio.MaxSegs][]byte
 }
 
 // rxFrame is a frame of a batch and the chains it goes into.
