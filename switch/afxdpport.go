@@ -55,7 +55,6 @@ type xskQueue struct {
 	// Release.
 	held  [BatchSize]uint64
 	nheld int
-	batch atomic.Pointer[Batch] // Release finds the queue by its batch
 
 	rxPackets atomic.Uint64
 	lost      atomic.Uint64 // receive frames the fill ring had no room for
@@ -260,7 +259,6 @@ func (p *AFXDPPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 		b.N++
 	}
 	s.RX.Release(n)
-	xq.batch.Store(b)
 	if runts != 0 {
 		c.Drops[DropRunt].Add(runts)
 	}
@@ -291,7 +289,6 @@ func (xq *xskQueue) refill() {
 		s.WakeRX()
 	}
 	xq.nheld = 0
-	xq.batch.Store(nil)
 }
 
 // kick makes the kernel send what the TX ring holds. Copy mode sends a
@@ -319,10 +316,9 @@ func (xq *xskQueue) kick() {
 
 // Release implements Port: the batch's frames go back to the fill ring.
 func (p *AFXDPPort) Release(b *Batch) {
-	for _, xq := range p.qs {
-		if xq.batch.Load() == b {
+	if b.InQueue < len(p.qs) {
+		if xq := p.qs[b.InQueue]; xq.nheld > 0 {
 			xq.refill()
-			return
 		}
 	}
 }

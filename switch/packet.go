@@ -38,11 +38,12 @@ type Packet struct {
 
 // Batch is a worker's batch of packets from one input queue.
 type Batch struct {
-	N      int
-	InPort uint16
-	srcQ   *virtio.SplitQueue  // the queue the packets came from (vhost-user, split)
-	srcPQ  *virtio.PackedQueue // or (packed)
-	Pkts   [BatchSize]Packet
+	N       int
+	InPort  uint16
+	InQueue int                 // the input port's queue the packets came from
+	srcQ    *virtio.SplitQueue  // the queue the packets came from (vhost-user, split)
+	srcPQ   *virtio.PackedQueue // or (packed)
+	Pkts    [BatchSize]Packet
 }
 
 // DropReason says why a packet was dropped. Every drop is counted with one.

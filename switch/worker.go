@@ -172,7 +172,7 @@ func (w *Worker) pollOnce() bool {
 		src := &w.sources[i]
 		b := &w.batch
 		b.N = 0
-		b.InPort = src.port.ID
+		b.InPort, b.InQueue = src.port.ID, src.q
 		w.cur = src.port
 		if src.port.Port.Receive(w, src.q, b, src.port.Counters) == 0 {
 			continue
