@@ -301,16 +301,6 @@ func (s *Switch) Bridges() []*Bridge {
 	return out
 }
 
-// PortName returns the name of port id, for FDB listings.
-func (s *Switch) PortName(id uint16) string {
-	if int(id) < MaxPorts {
-		if e := s.cfg.Load().ports[id]; e != nil {
-			return e.Name
-		}
-	}
-	return ""
-}
-
 // RemoveBridge deletes a bridge that has no ports left.
 func (s *Switch) RemoveBridge(name string) error {
 	s.mu.Lock()

@@ -22,8 +22,6 @@ type VhostPort struct {
 	// OnFault is called (from a worker) when touching the guest's memory
 	// faulted; the owner drops the connection so the guest starts afresh.
 	OnFault func(reason any)
-	// Corrupt counts queues stopped because the guest broke the ring.
-	Corrupt atomic.Uint64
 }
 
 // NewVhostPort returns a port with up to pairs queue pairs.
@@ -657,7 +655,6 @@ func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet) {
 // must reset the device to use it again.
 func (p *VhostPort) stopCorrupt(st *vhostuser.State, c *PortCounters) {
 	if p.state.CompareAndSwap(st, nil) {
-		p.Corrupt.Add(1)
 		c.Drops[DropAvailCorrupt].Add(1)
 		if p.OnFault != nil {
 			go p.OnFault("guest ring corrupt: avail index moved by more than the queue size")

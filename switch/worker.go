@@ -38,7 +38,6 @@ type Worker struct {
 	sources []source
 	cur     *portEntry // input port of the batch in flight, for fault recovery
 	curOut  *portEntry
-	Faults  atomic.Uint64
 }
 
 // rxChain is a guest receive chain taken for a frame of a batch.
@@ -145,7 +144,6 @@ func (w *Worker) recoverFault(r any) {
 	if w.epoch.Load()&1 == 1 {
 		w.epoch.Add(1)
 	}
-	w.Faults.Add(1)
 	log := w.sw.log.WithFields(logrus.Fields{"worker": w.id, "panic": r})
 	for _, pe := range []*portEntry{w.cur, w.curOut} {
 		if pe == nil {

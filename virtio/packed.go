@@ -326,7 +326,7 @@ func (q *PackedQueue) Flush() bool {
 	if q.nshadow == 0 {
 		return false
 	}
-	oldIdx, oldWrap := q.usedIdx, q.usedWrap
+	oldIdx := q.usedIdx
 	headIdx, headWord := q.usedIdx, uint32(0)
 	for k := 0; k < q.nshadow; k++ {
 		e := q.shadow[k]
@@ -353,7 +353,7 @@ func (q *PackedQueue) Flush() bool {
 	}
 	q.nshadow = 0
 	atomic.StoreUint32(&q.desc[headIdx].idFlags, headWord)
-	if q.callFd < 0 || !q.needNotify(oldIdx, oldWrap) {
+	if q.callFd < 0 || !q.needNotify(oldIdx) {
 		return false
 	}
 	unix.Write(q.callFd, q.callBuf[:])
@@ -362,7 +362,7 @@ func (q *PackedQueue) Flush() bool {
 
 // needNotify reads the driver's event suppression (after the full fence of
 // the publishing store) as DPDK's vhost_vring_call_packed does.
-func (q *PackedQueue) needNotify(oldIdx uint16, oldWrap bool) bool {
+func (q *PackedQueue) needNotify(oldIdx uint16) bool {
 	evt := atomic.LoadUint32(q.driverEvt)
 	switch flags := uint16(evt >> 16); {
 	case flags == EventFlagsDisable:
@@ -380,11 +380,4 @@ func (q *PackedQueue) needNotify(oldIdx uint16, oldWrap bool) bool {
 		off -= q.size
 	}
 	return uint16(nw-off-1) < uint16(nw-old)
-}
-
-// Notify interrupts the guest unconditionally.
-func (q *PackedQueue) Notify() {
-	if q.callFd >= 0 {
-		unix.Write(q.callFd, q.callBuf[:])
-	}
 }

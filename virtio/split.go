@@ -392,11 +392,3 @@ func (q *SplitQueue) Flush() bool {
 	unix.Write(q.callFd, q.callBuf[:])
 	return true
 }
-
-// Notify interrupts the guest unconditionally (used after a restart so a
-// guest that missed an interrupt looks at its rings again).
-func (q *SplitQueue) Notify() {
-	if q.callFd >= 0 {
-		unix.Write(q.callFd, q.callBuf[:])
-	}
-}
