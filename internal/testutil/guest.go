@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -38,9 +37,7 @@ type Guest struct {
 	LogPath    string // QEMU's own stdout/stderr
 	Cmdline    []string
 
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	proc
 }
 
 // StartGuest boots a guest: TCG, 256 MiB memfd memory with share=on (vhost-user needs the
@@ -94,7 +91,6 @@ func StartGuest(t testing.TB, o GuestOptions) *Guest {
 		Name:       o.Name,
 		SerialPath: filepath.Join(o.Dir, o.Name+".serial"),
 		LogPath:    filepath.Join(o.Dir, o.Name+".qemu.log"),
-		done:       make(chan struct{}),
 	}
 	os.Remove(g.SerialPath)
 	args := []string{
@@ -117,15 +113,10 @@ func StartGuest(t testing.TB, o GuestOptions) *Guest {
 	fmt.Fprintf(logf, "# %s\n", strings.Join(g.Cmdline, " "))
 	g.cmd = exec.Command(bin, args...)
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := g.cmd.Start(); err != nil {
+	if err := g.startProc(g.cmd); err != nil {
 		t.Fatalf("guest %s: %v", o.Name, err)
 	}
 	t.Logf("guest %s: pid %d, %s %s on %s, serial %s", o.Name, g.cmd.Process.Pid, o.Role, o.IP, o.Socket, g.SerialPath)
-	go func() {
-		g.waitErr = g.cmd.Wait()
-		close(g.done)
-	}()
 	t.Cleanup(func() {
 		g.Kill()
 		if t.Failed() {
@@ -133,15 +124,6 @@ func StartGuest(t testing.TB, o GuestOptions) *Guest {
 		}
 	})
 	return g
-}
-
-func (g *Guest) exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // Serial returns the serial console output so far.

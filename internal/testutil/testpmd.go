@@ -35,11 +35,9 @@ type Testpmd struct {
 	LogPath string
 	Cmdline []string
 
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser // Interactive only
-	done    chan struct{}  // closed once the process has exited and waitErr is set
-	waitErr error
-	prefix  string // --file-prefix, for runtime dir cleanup ("" with --in-memory)
+	proc
+	stdin  io.WriteCloser // Interactive only
+	prefix string         // --file-prefix, for runtime dir cleanup ("" with --in-memory)
 }
 
 // PortStats are the final "Forward statistics for port N" counters.
@@ -77,7 +75,7 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	if o.Dir == "" {
 		o.Dir = ShortTempDir(t)
 	}
-	p := &Testpmd{Name: o.Name, LogPath: filepath.Join(o.Dir, o.Name+".log"), done: make(chan struct{})}
+	p := &Testpmd{Name: o.Name, LogPath: filepath.Join(o.Dir, o.Name+".log")}
 
 	args := []string{"-l", "0,1", "--main-lcore", strconv.Itoa(o.MainLcore), "--no-pci"}
 	if o.NoHuge {
@@ -134,16 +132,10 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 			t.Fatalf("testpmd %s: %v", o.Name, err)
 		}
 	}
-	// Kill testpmd if the test binary dies (panic, timeout): it busy-polls a CPU.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := p.startProc(p.cmd); err != nil {
 		t.Fatalf("testpmd %s: %v", o.Name, err)
 	}
 	t.Logf("testpmd %s: pid %d, log %s", o.Name, p.cmd.Process.Pid, p.LogPath)
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		if !p.exited() {
 			p.cmd.Process.Kill()
@@ -170,15 +162,6 @@ func (p *Testpmd) Cmd(t testing.TB, line string) {
 	}
 	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
 		t.Fatalf("testpmd %s: %q: %v", p.Name, line, err)
-	}
-}
-
-func (p *Testpmd) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -221,12 +204,7 @@ func (p *Testpmd) WaitLog(t testing.TB, substr string, timeout time.Duration) {
 func (p *Testpmd) Stop() (map[int]PortStats, error) {
 	var errs []error
 	if !p.exited() {
-		p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
+		if p.stop(os.Interrupt, 20*time.Second) {
 			errs = append(errs, fmt.Errorf("testpmd %s ignored SIGINT for 20s, killed", p.Name))
 		}
 	} else {

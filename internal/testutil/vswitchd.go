@@ -61,9 +61,8 @@ type Vswitchd struct {
 	LogPath  string
 	API      string // API socket path
 	Config   string // the --config file
-	cmd      *exec.Cmd
-	done     chan struct{}
-	client   *http.Client
+	proc
+	client *http.Client
 }
 
 // StartVswitchd runs vswitchd with the YAML config yaml in dir (a
@@ -109,20 +108,16 @@ func (v *Vswitchd) Restart(t testing.TB) {
 func (v *Vswitchd) start(t testing.TB) {
 	t.Helper()
 	bin := VswitchdBinary(t)
-	v.done = make(chan struct{})
 	logf, err := os.OpenFile(v.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.cmd = exec.Command(bin, "--config", v.Config, "--run-dir", v.Dir, "--state-dir", v.StateDir, "--log-level", "debug")
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := v.cmd.Start(); err != nil {
+	if err := v.startProc(v.cmd); err != nil {
 		t.Fatal(err)
 	}
 	logf.Close()
-	cmd, done := v.cmd, v.done
-	go func() { cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := v.Ports(); err == nil {
@@ -170,14 +165,7 @@ func (v *Vswitchd) Pid() int { return v.cmd.Process.Pid }
 func (v *Vswitchd) Signal(sig os.Signal) error { return v.cmd.Process.Signal(sig) }
 
 // Exited reports whether the process has exited.
-func (v *Vswitchd) Exited() bool {
-	select {
-	case <-v.done:
-		return true
-	default:
-		return false
-	}
-}
+func (v *Vswitchd) Exited() bool { return v.exited() }
 
 // Log returns what vswitchd logged so far.
 func (v *Vswitchd) Log() string {
@@ -243,13 +231,7 @@ func (v *Vswitchd) Stop() bool {
 		return v.cmd.ProcessState != nil && v.cmd.ProcessState.Success()
 	default:
 	}
-	v.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-v.done:
-	case <-time.After(10 * time.Second):
-		v.cmd.Process.Kill()
-		<-v.done
-	}
+	v.stop(syscall.SIGTERM, 10*time.Second)
 	return v.cmd.ProcessState.Success()
 }
 
