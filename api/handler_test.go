@@ -134,6 +134,7 @@ func TestWriteBadRequestsChangeNothing(t *testing.T) {
 		{"patch not object", "PATCH", "/v1/ports/vm1", `"x"`, nil, 400, "object"},
 		{"patch invalid", "PATCH", "/v1/ports/vm1", `{"queues":99}`, nil, 422, "queues"},
 		{"delete missing", "DELETE", "/v1/ports/nope", ``, nil, 404, "no port"},
+		{"get missing bridge", "GET", "/v1/bridges/nope", ``, nil, 404, "no bridge nope"},
 		{"delete stale", "DELETE", "/v1/ports/vm1", ``, []string{"If-Match", `"3"`}, 409, "not 3"},
 		{"delete bridge in use", "DELETE", "/v1/bridges/br0", ``, nil, 409, "port vm1"},
 		{"bridge unknown field", "PUT", "/v1/bridges/br2", `{"colour":"red"}`, nil, 400, `"colour"`},

@@ -79,18 +79,25 @@ func waitRunning(t *testing.T, d *Daemon, name string) api.PortStatus {
 	return api.PortStatus{}
 }
 
-// Adding, changing and removing other ports and bridges leaves a running
-// port's connection and traffic alone.
-func TestReconcileTouchesOnlyWhatChanged(t *testing.T) {
+// startTwoPorts starts a daemon with the twoPorts config in a fresh dir,
+// logging (discarded) to the returned logger.
+func startTwoPorts(t *testing.T) (*Daemon, string, *logrus.Logger) {
+	t.Helper()
 	dir := shortDir(t)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	cfg := load(t, dir, twoPorts)
-	d, err := Start(cfg, logrus.NewEntry(log))
+	d, err := Start(load(t, dir, twoPorts), logrus.NewEntry(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(d.Close)
+	return d, dir, log
+}
+
+// Adding, changing and removing other ports and bridges leaves a running
+// port's connection and traffic alone.
+func TestReconcileTouchesOnlyWhatChanged(t *testing.T) {
+	d, dir, log := startTwoPorts(t)
 	fe1 := vhostusertest.Connect(t, dir+"/vm1.sock", virtiotest.NewGuest(t, 4<<20), vhostusertest.Options{})
 	fe2 := vhostusertest.Connect(t, dir+"/vm2.sock", virtiotest.NewGuest(t, 4<<20), vhostusertest.Options{})
 	waitRunning(t, d, "vm1")
@@ -191,15 +198,8 @@ func TestReconcileTouchesOnlyWhatChanged(t *testing.T) {
 // A change that fails part-way is undone by reconciling back: the ports
 // that ran still run.
 func TestReconcileFailureRollsBack(t *testing.T) {
-	dir := shortDir(t)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	d, dir, _ := startTwoPorts(t)
 	cfg := load(t, dir, twoPorts)
-	d, err := Start(cfg, logrus.NewEntry(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	// Something that is not a socket sits where vm4's socket would go.
 	os.WriteFile(dir+"/vm4.sock", []byte("x"), 0o600)
 	store := api.NewStore(api.NewState(cfg), d.Reconcile, nil)
