@@ -391,3 +391,38 @@ func BenchmarkFDBLookup(b *testing.B) {
 		}
 	}
 }
+
+// SEND_RARP (after a live migration) makes the switch announce the guest:
+// a broadcast RARP from its MAC reaches the other ports, and the bridge
+// learns where the MAC now is.
+func TestSendRARPAnnouncesGuest(t *testing.T) {
+	r := newRig(t, 3)
+	for _, fe := range r.fes {
+		fe.PostRxBuffers(0, 8, 2048)
+	}
+	moved := mac(0)
+	if _, err := r.fes[0].Request(vhostuser.SendRARP, append(append([]byte(nil), moved...), 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	r.poll()
+	for i := 1; i < 3; i++ {
+		got := r.fes[i].Received(0)
+		if len(got) != 1 {
+			t.Fatalf("port %d got %d frames, want the RARP", i, len(got))
+		}
+		pkt := gopacket.NewPacket(got[0], layers.LayerTypeEthernet, gopacket.Default)
+		eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if eth.EthernetType != 0x8035 || !bytes.Equal(eth.SrcMAC, moved) || eth.DstMAC.String() != "ff:ff:ff:ff:ff:ff" {
+			t.Fatalf("port %d: %v -> %v type %#x, want a broadcast RARP from %v", i, eth.SrcMAC, eth.DstMAC, uint16(eth.EthernetType), moved)
+		}
+		if op := binary.BigEndian.Uint16(eth.Payload[6:8]); op != 3 || !bytes.Equal(eth.Payload[8:14], moved) {
+			t.Fatalf("port %d: RARP op %d sender %x", i, op, eth.Payload[8:14])
+		}
+	}
+	// A frame to the announced MAC now goes to port 0 only.
+	r.fes[2].SendPacket(0, frame(t, mac(2), moved, 64))
+	r.poll()
+	if n0, n1 := len(r.fes[0].Received(0)), len(r.fes[1].Received(0)); n0 != 1 || n1 != 0 {
+		t.Fatalf("unicast to the announced MAC reached %d/%d, want port 0 only", n0, n1)
+	}
+}
