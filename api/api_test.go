@@ -38,6 +38,24 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"dataplane: {workers: 0, poll: fast}\n" + base, "dataplane.poll"},
 		{"bridges: [{name: 'bad name'}]", "bridges[0].name"},
 		{"bridges: [{name: br0, mac_table_size: 'many'}]", "mac_table_size"},
+		{"bridges: [{name: br0, fdb_max: -1}]", "bridges[0].fdb_max"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, tag: 4095}", "ports[0].tag"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, trunks: [10, 5000]}", "ports[0].trunks[1]"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, trunks: [10, 10]}", "ports[0].trunks[1]"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: access}", "ports[0].tag"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: access, tag: 3, trunks: [4]}", "ports[0].trunks"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: trunk, tag: 3}", "ports[0].tag"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: native-tagged}", "ports[0].tag"},
+		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: hybrid}", "ports[0].vlan_mode"},
+	}
+	ok := "bridges: [{name: br0, fdb_max: 100}]\nports:\n" +
+		"  - {name: a, type: afxdp, bridge: br0, device: veth-a, tag: 10}\n" +
+		"  - {name: t, type: vhostuser, bridge: br0, socket: t.sock, trunks: [10, 20]}\n" +
+		"  - {name: n, type: vhostuser, bridge: br0, socket: n.sock, tag: 5, trunks: [6], vlan_mode: native-tagged}\n"
+	if c, err := Load([]byte(ok), "/tmp/vs"); err != nil {
+		t.Fatalf("VLAN config refused: %v", err)
+	} else if c.Ports[0].Tag != 10 || len(c.Ports[1].Trunks) != 2 || c.Bridges[0].FDBMax != 100 {
+		t.Fatalf("VLAN config read as %+v", c)
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(tc.yaml), "/tmp/vs")

@@ -59,6 +59,9 @@ type BridgeConfig struct {
 	Name         string `mapstructure:"name" json:"name"`
 	MACTableSize int    `mapstructure:"mac_table_size" json:"mac_table_size,omitempty"`
 	MACAging     int    `mapstructure:"mac_aging" json:"mac_aging,omitempty"` // seconds
+	// FDBMax bounds the learned (VLAN, MAC) entries; learning more is
+	// refused and counted. 0: as many as the table holds.
+	FDBMax int `mapstructure:"fdb_max" json:"fdb_max,omitempty"`
 }
 
 // PortConfig declares a port.
@@ -78,7 +81,23 @@ type PortConfig struct {
 	// XDPMode forces the XDP attach mode of an afxdp port: native or
 	// generic. Empty tries native and falls back to generic.
 	XDPMode string `mapstructure:"xdp_mode" json:"xdp_mode,omitempty"`
+	// VLANs, as OVS's Port table: Tag is the access VLAN (or the native
+	// VLAN of a native-* trunk), Trunks the VLANs a trunk carries (empty:
+	// all), VLANMode access, trunk, native-tagged or native-untagged
+	// (empty: access with a tag, native-untagged with a tag and trunks,
+	// trunk otherwise).
+	Tag      int    `mapstructure:"tag" json:"tag,omitempty"`
+	Trunks   []int  `mapstructure:"trunks" json:"trunks,omitempty"`
+	VLANMode string `mapstructure:"vlan_mode" json:"vlan_mode,omitempty"`
 }
+
+// VLAN modes.
+const (
+	VLANAccess         = "access"
+	VLANTrunk          = "trunk"
+	VLANNativeTagged   = "native-tagged"
+	VLANNativeUntagged = "native-untagged"
+)
 
 // Port types and modes.
 const (
@@ -206,6 +225,9 @@ func (c *Config) Validate() error {
 		if b.MACAging < 0 {
 			bad(f+".mac_aging", "%d is negative", b.MACAging)
 		}
+		if b.FDBMax < 0 || b.FDBMax > 1<<22 {
+			bad(f+".fdb_max", "%d is not in 0..%d", b.FDBMax, 1<<22)
+		}
 	}
 	ports, sockets, devices := map[string]bool{}, map[string]string{}, map[string]string{}
 	for i, p := range c.Ports {
@@ -219,6 +241,7 @@ func (c *Config) Validate() error {
 		if !bridges[p.Bridge] {
 			bad(f+".bridge", "no bridge %q", p.Bridge)
 		}
+		validateVLAN(p, f, bad)
 		switch p.Type {
 		case TypeVhostUser:
 			if p.Socket == "" {
@@ -269,6 +292,42 @@ func validateAFXDP(p PortConfig, f string, bad func(field, format string, args .
 	}
 	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" {
 		bad(f+".socket", "socket, mode and socket_mode are vhostuser fields, not afxdp ones")
+	}
+}
+
+// validateVLAN checks a port's tag, trunks and vlan_mode together.
+func validateVLAN(p PortConfig, f string, bad func(field, format string, args ...any)) {
+	if p.Tag < 0 || p.Tag > 4094 {
+		bad(f+".tag", "%d is not a VLAN in 1..4094", p.Tag)
+	}
+	seen := map[int]bool{}
+	for i, t := range p.Trunks {
+		if t < 0 || t > 4094 {
+			bad(fmt.Sprintf("%s.trunks[%d]", f, i), "%d is not a VLAN in 0..4094", t)
+		} else if seen[t] {
+			bad(fmt.Sprintf("%s.trunks[%d]", f, i), "VLAN %d is listed twice", t)
+		}
+		seen[t] = true
+	}
+	switch p.VLANMode {
+	case "":
+	case VLANAccess:
+		if p.Tag == 0 {
+			bad(f+".tag", "vlan_mode access needs a tag")
+		}
+		if len(p.Trunks) > 0 {
+			bad(f+".trunks", "vlan_mode access takes no trunks")
+		}
+	case VLANTrunk:
+		if p.Tag != 0 {
+			bad(f+".tag", "vlan_mode trunk takes no tag (native-tagged and native-untagged do)")
+		}
+	case VLANNativeTagged, VLANNativeUntagged:
+		if p.Tag == 0 {
+			bad(f+".tag", "vlan_mode %s needs a tag (the native VLAN)", p.VLANMode)
+		}
+	default:
+		bad(f+".vlan_mode", "%q is not access, trunk, native-tagged or native-untagged", p.VLANMode)
 	}
 }
 

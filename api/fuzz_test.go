@@ -19,7 +19,7 @@ func FuzzDecodePort(f *testing.F) {
 		}
 		again, _ := json.Marshal(p)
 		q, err := DecodePort(again)
-		if err != nil || q != p {
+		if err != nil || !reflect.DeepEqual(q, p) {
 			t.Fatalf("%s: re-decoded %+v %v, want %+v", again, q, err, p)
 		}
 	})

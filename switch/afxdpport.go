@@ -248,7 +248,8 @@ func (p *AFXDPPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 		frame := umem[d.Addr:end]
 		pkt := &b.Pkts[b.N]
 		pkt.Len = int(d.Len)
-		pkt.NHead = copy(pkt.Head[:], frame)
+		pkt.Off = HeadRoom
+		pkt.NHead = copy(pkt.Head[HeadRoom:], frame)
 		pkt.local = false
 		pkt.NSegs = 0
 		if pkt.Len > HeadLen {
@@ -358,7 +359,7 @@ func (p *AFXDPPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 		addr := xq.free[len(xq.free)-1]
 		xq.free = xq.free[:len(xq.free)-1]
 		dst := umem[addr : addr+fsz]
-		off := copy(dst, pkt.Head[:pkt.NHead])
+		off := copy(dst, pkt.HeadBytes())
 		for sg := 0; sg < pkt.NSegs; sg++ {
 			off += copy(dst[off:], pkt.Segs[sg])
 		}

@@ -2,38 +2,48 @@ package vswitch
 
 import "sync/atomic"
 
-// FDB is a bridge's MAC table, shared lock-free by every worker.
+// FDB is a bridge's MAC table keyed by (VLAN, MAC), shared lock-free by
+// every worker.
 //
-// It is open addressing with a short probe window. A slot's key packs the
-// MAC and the port into one 64-bit word so a reader never sees a MAC paired
-// with another MAC's port; the last-seen time sits beside it and is written
-// only when the coarse clock has moved, so steady traffic reads and never
-// writes. Aging swaps keys for a tombstone; learning reuses tombstones.
+// It is open addressing with a short probe window. A slot's key is
+// vlan<<48 | mac; the port sits beside it. A new entry is published in
+// three steps (claim the slot as busy, store port and time, store the key)
+// so a reader that finds the key finds its port. A reader loads key, port,
+// key again: the port it returns belongs to that key unless, between its
+// two loads, the slot was freed and refilled twice, which takes two aging
+// passes a second apart. The last-seen time is written only when the
+// coarse clock has moved, so steady traffic reads and never writes.
 type FDB struct {
-	slots []fdbSlot
-	mask  uint64
-	Full  atomic.Uint64 // learnings refused because the probe window was full
-	Moves atomic.Uint64 // MACs that moved to another port
+	slots   []fdbSlot
+	mask    uint64
+	max     int64         // entries allowed, 0 = as many as fit
+	n       atomic.Int64  // live entries
+	Full    atomic.Uint64 // learnings refused because the probe window was full
+	Refused atomic.Uint64 // learnings refused because the table holds max entries
+	Moves   atomic.Uint64 // MACs that moved to another port
 }
 
 type fdbSlot struct {
-	key  atomic.Uint64 // mac<<16 | port+1; 0 = empty
+	key  atomic.Uint64 // vlan<<48 | mac; 0 = empty
+	port atomic.Uint32 // port+1
 	seen atomic.Uint32 // coarse clock at the last packet from this MAC
-	_    uint32
 }
 
+// VLAN 4095 is reserved, so keys with it never name a real entry.
 const (
+	fdbTombstone = 0xfff << 48
+	fdbBusy      = 0xfff<<48 | 1
 	fdbProbe     = 8
-	fdbTombstone = 0xffff_ffff_ffff_0000 // broadcast MAC, port 0: never a real key
 )
 
-// NewFDB returns a table with at least size slots (a power of two).
-func NewFDB(size int) *FDB {
+// NewFDB returns a table with at least size slots (a power of two) that
+// holds at most max entries (0: no limit but the slots).
+func NewFDB(size, max int) *FDB {
 	n := 64
 	for n < size {
 		n <<= 1
 	}
-	return &FDB{slots: make([]fdbSlot, n), mask: uint64(n - 1)}
+	return &FDB{slots: make([]fdbSlot, n), mask: uint64(n - 1), max: int64(max)}
 }
 
 // MAC48 reads a 6-byte MAC as a number.
@@ -42,45 +52,61 @@ func MAC48(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-func fdbHash(mac uint64) uint64 { return (mac * 0x9e3779b97f4a7c15) >> 20 }
+func fdbKey(vlan uint16, mac uint64) uint64 { return uint64(vlan&0xfff)<<48 | mac }
 
-// Lookup returns the port mac was learned on.
-func (f *FDB) Lookup(mac uint64) (port uint16, ok bool) {
-	h := fdbHash(mac)
+func fdbHash(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> 20 }
+
+// Len is how many entries the table holds.
+func (f *FDB) Len() int { return int(f.n.Load()) }
+
+// Lookup returns the port mac was learned on in vlan.
+func (f *FDB) Lookup(vlan uint16, mac uint64) (port uint16, ok bool) {
+	k := fdbKey(vlan, mac)
+	h := fdbHash(k)
 	for i := uint64(0); i < fdbProbe; i++ {
-		k := f.slots[(h+i)&f.mask].key.Load()
-		if k == 0 {
+		s := &f.slots[(h+i)&f.mask]
+		kk := s.key.Load()
+		if kk == 0 {
 			return 0, false
 		}
-		if k>>16 == mac && k != fdbTombstone {
-			return uint16(k&0xffff) - 1, true
+		if kk == k {
+			p := s.port.Load()
+			if s.key.Load() != k || p == 0 {
+				return 0, false
+			}
+			return uint16(p - 1), true
 		}
 	}
 	return 0, false
 }
 
-// Learn records that mac was seen on port at time now.
-func (f *FDB) Learn(mac uint64, port uint16, now uint32) {
-	key := mac<<16 | uint64(port+1)
-	h := fdbHash(mac)
+// Learn records that mac was seen in vlan on port at time now. A new entry
+// past the table's limit is refused and counted.
+func (f *FDB) Learn(vlan uint16, mac uint64, port uint16, now uint32) {
+	k := fdbKey(vlan, mac)
+	h := fdbHash(k)
 	for try := 0; try < 2; try++ {
 		free := -1
 		for i := uint64(0); i < fdbProbe; i++ {
 			s := &f.slots[(h+i)&f.mask]
-			k := s.key.Load()
-			if k == 0 || k == fdbTombstone {
+			kk := s.key.Load()
+			if kk == 0 || kk == fdbTombstone {
 				if free < 0 {
 					free = int((h + i) & f.mask)
 				}
-				if k == 0 {
+				if kk == 0 {
 					break
 				}
 				continue
 			}
-			if k>>16 != mac {
+			if kk == fdbBusy {
+				return // maybe another worker adding this very key; the next packet learns
+			}
+			if kk != k {
 				continue
 			}
-			if k != key && s.key.CompareAndSwap(k, key) {
+			if s.port.Load() != uint32(port)+1 {
+				s.port.Store(uint32(port) + 1)
 				f.Moves.Add(1)
 			}
 			if s.seen.Load() != now {
@@ -92,15 +118,33 @@ func (f *FDB) Learn(mac uint64, port uint16, now uint32) {
 			f.Full.Add(1)
 			return
 		}
-		s := &f.slots[free]
-		old := s.key.Load()
-		if (old == 0 || old == fdbTombstone) && s.key.CompareAndSwap(old, key) {
-			s.seen.Store(now)
+		if f.max > 0 && f.n.Load() >= f.max {
+			f.Refused.Add(1)
 			return
 		}
-		// Another worker took the slot, maybe for this very MAC: look again.
+		s := &f.slots[free]
+		old := s.key.Load()
+		if (old == 0 || old == fdbTombstone) && s.key.CompareAndSwap(old, fdbBusy) {
+			s.port.Store(uint32(port) + 1)
+			s.seen.Store(now)
+			s.key.Store(k)
+			f.n.Add(1)
+			return
+		}
+		// Another worker took the slot, maybe for this very key: look again.
 	}
 }
+
+// remove frees slot s if it still holds key k.
+func (f *FDB) remove(s *fdbSlot, k uint64) bool {
+	if s.key.CompareAndSwap(k, fdbTombstone) {
+		f.n.Add(-1)
+		return true
+	}
+	return false
+}
+
+func live(k uint64) bool { return k != 0 && k != fdbTombstone && k != fdbBusy }
 
 // Age removes entries not seen for maxAge ticks and returns how many.
 func (f *FDB) Age(now, maxAge uint32) int {
@@ -108,10 +152,7 @@ func (f *FDB) Age(now, maxAge uint32) int {
 	for i := range f.slots {
 		s := &f.slots[i]
 		k := s.key.Load()
-		if k == 0 || k == fdbTombstone {
-			continue
-		}
-		if now-s.seen.Load() > maxAge && s.key.CompareAndSwap(k, fdbTombstone) {
+		if live(k) && now-s.seen.Load() > maxAge && f.remove(s, k) {
 			n++
 		}
 	}
@@ -123,14 +164,15 @@ func (f *FDB) FlushPort(port uint16) {
 	for i := range f.slots {
 		s := &f.slots[i]
 		k := s.key.Load()
-		if k != 0 && k != fdbTombstone && uint16(k&0xffff)-1 == port {
-			s.key.CompareAndSwap(k, fdbTombstone)
+		if live(k) && s.port.Load() == uint32(port)+1 {
+			f.remove(s, k)
 		}
 	}
 }
 
 // FDBEntry is one learned MAC, for the API.
 type FDBEntry struct {
+	VLAN uint16
 	MAC  uint64
 	Port uint16
 	Age  uint32
@@ -142,10 +184,10 @@ func (f *FDB) Entries(now uint32) []FDBEntry {
 	for i := range f.slots {
 		s := &f.slots[i]
 		k := s.key.Load()
-		if k == 0 || k == fdbTombstone {
+		if !live(k) {
 			continue
 		}
-		out = append(out, FDBEntry{MAC: k >> 16, Port: uint16(k&0xffff) - 1, Age: now - s.seen.Load()})
+		out = append(out, FDBEntry{VLAN: uint16(k >> 48), MAC: k & (1<<48 - 1), Port: uint16(s.port.Load() - 1), Age: now - s.seen.Load()})
 	}
 	return out
 }

@@ -6,6 +6,7 @@ package vswitch
 import (
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/switch/header"
 	"github.com/vswitch/vswitch/virtio"
 )
 
@@ -18,23 +19,33 @@ const BatchSize = 64
 // for those bytes, so payload bytes are still copied only once.
 const HeadLen = 128
 
+// HeadRoom is the spare space in front of a packet's head copy: pushing an
+// 802.1Q tag moves the 12 address bytes 4 bytes forward into it instead of
+// shifting the whole head (or ever the payload).
+const HeadRoom = 8
+
 // EthHdrLen is the smallest frame we forward.
 const EthHdrLen = 14
 
 // MaxPorts bounds the ports of one switch.
 const MaxPorts = 1024
 
-// Packet is one frame in a batch. Its first NHead bytes live in Head; the
-// rest stays in the sender's buffers (Segs) until the batch is released.
+// Packet is one frame in a batch. Its first NHead bytes live in
+// Head[Off:]; the rest stays in the sender's buffers (Segs) until the batch
+// is released. Ports receive into Head[HeadRoom:] and transmit HeadBytes.
 type Packet struct {
 	Len   int // frame length, without any virtio-net header
 	NHead int
+	Off   int // where the frame starts in Head
 	NSegs int
 	desc  uint16 // the sender's descriptor head, returned on release
 	local bool   // made by the switch (RARP): nothing to release
-	Head  [HeadLen]byte
+	Head  [HeadRoom + HeadLen]byte
 	Segs  [virtio.MaxSegs][]byte
 }
+
+// HeadBytes is the frame's head copy.
+func (p *Packet) HeadBytes() []byte { return p.Head[p.Off : p.Off+p.NHead] }
 
 // Batch is a worker's batch of packets from one input queue.
 type Batch struct {
@@ -62,7 +73,13 @@ const (
 	DropRxBufferTooSmall
 	DropPortFault
 	DropFrameTooLarge
-	DropNoTxFrame // an AF_XDP port's TX ring or transmit frames are all in use
+	DropNoTxFrame   // an AF_XDP port's TX ring or transmit frames are all in use
+	DropVLANIngress // the port does not carry the frame's VLAN (or takes no tagged/untagged frames)
+	DropTruncated   // a header ends past the frame or its head copy
+	DropBadIPv4
+	DropBadIPv6
+	DropBadL4
+	DropBadIPv6Ext
 	NumDropReasons
 )
 
@@ -78,6 +95,21 @@ var dropNames = [NumDropReasons]string{
 	DropPortFault:        "port_memory_fault",
 	DropFrameTooLarge:    "frame_exceeds_mtu",
 	DropNoTxFrame:        "no_tx_frame",
+	DropVLANIngress:      "vlan_not_allowed",
+	DropTruncated:        "truncated_header",
+	DropBadIPv4:          "malformed_ipv4",
+	DropBadIPv6:          "malformed_ipv6",
+	DropBadL4:            "malformed_l4",
+	DropBadIPv6Ext:       "bad_ipv6_ext_header",
+}
+
+// parseDrop maps a parser error to its drop reason.
+var parseDrop = [header.NumParseErrs]DropReason{
+	header.ErrTruncated:  DropTruncated,
+	header.ErrBadIPv4:    DropBadIPv4,
+	header.ErrBadIPv6:    DropBadIPv6,
+	header.ErrBadL4:      DropBadL4,
+	header.ErrExtHeaders: DropBadIPv6Ext,
 }
 
 func init() {

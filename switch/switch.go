@@ -54,6 +54,17 @@ type config struct {
 type portEntry struct {
 	PortInfo
 	bridge *Bridge
+	vlan   portVLAN
+}
+
+// PortOptions are a port's optional settings.
+type PortOptions struct {
+	VLAN VLANConfig
+}
+
+// BridgeOptions are a bridge's optional settings.
+type BridgeOptions struct {
+	FDBMax int // learned entries allowed; more are refused and counted (0: no limit)
 }
 
 // Options configure a switch.
@@ -189,7 +200,11 @@ func (s *Switch) Quiesce() {
 }
 
 // AddBridge creates a bridge.
-func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error {
+func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration, opts ...BridgeOptions) error {
+	var o BridgeOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clone()
@@ -202,7 +217,7 @@ func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error
 	if maxAge <= 0 {
 		maxAge = 300 * time.Second
 	}
-	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize), MaxAge: uint32(maxAge / time.Second)}
+	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize, o.FDBMax), MaxAge: uint32(maxAge / time.Second)}
 	s.publish(c)
 	return nil
 }
@@ -211,7 +226,15 @@ func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error
 var ErrNoBridge = errors.New("no such bridge")
 
 // AddPort attaches p to bridge under name and returns its counters.
-func (s *Switch) AddPort(name, typ, bridge string, p Port) (*PortInfo, error) {
+func (s *Switch) AddPort(name, typ, bridge string, p Port, opts ...PortOptions) (*PortInfo, error) {
+	var o PortOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	pv, err := o.VLAN.compile()
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", name, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clone()
@@ -231,7 +254,7 @@ func (s *Switch) AddPort(name, typ, bridge string, p Port) (*PortInfo, error) {
 	if id < 0 {
 		return nil, fmt.Errorf("port %q: all %d ports are in use", name, MaxPorts)
 	}
-	e := &portEntry{PortInfo: PortInfo{ID: uint16(id), Name: name, Type: typ, Bridge: bridge, Counters: &PortCounters{}, Port: p}}
+	e := &portEntry{PortInfo: PortInfo{ID: uint16(id), Name: name, Type: typ, Bridge: bridge, Counters: &PortCounters{}, Port: p}, vlan: pv}
 	nb := *br
 	nb.members = append(append([]uint16(nil), br.members...), uint16(id))
 	e.bridge = &nb

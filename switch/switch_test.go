@@ -35,6 +35,13 @@ func newRig(t testing.TB, n int) *rig {
 
 func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
+	return newRigPorts(t, make([]vswitch.PortOptions, n), feOpts)
+}
+
+// newRigPorts is newRigOpts with each port's options.
+func newRigPorts(t testing.TB, popts []vswitch.PortOptions, feOpts vhostusertest.Options) *rig {
+	t.Helper()
+	n := len(popts)
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	sw := vswitch.New(vswitch.Options{Manual: true, Log: logrus.NewEntry(log)})
@@ -49,7 +56,7 @@ func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 		vp := vswitch.NewVhostPort(sw, 1)
 		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, Log: logrus.NewEntry(log)}, vp)
 		vp.OnFault = dev.Abort
-		info, err := sw.AddPort(name, "vhostuser", "br0", vp)
+		info, err := sw.AddPort(name, "vhostuser", "br0", vp, popts[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -380,13 +387,13 @@ func BenchmarkGuestToGuest(b *testing.B) {
 }
 
 func BenchmarkFDBLookup(b *testing.B) {
-	f := vswitch.NewFDB(8192)
+	f := vswitch.NewFDB(8192, 0)
 	for i := 0; i < 1000; i++ {
-		f.Learn(uint64(0x525400000000+i), uint16(i%16), 1)
+		f.Learn(10, uint64(0x525400000000+i), uint16(i%16), 1)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, ok := f.Lookup(uint64(0x525400000000 + i%1000)); !ok {
+		if _, ok := f.Lookup(10, uint64(0x525400000000+i%1000)); !ok {
 			b.Fatal("miss")
 		}
 	}

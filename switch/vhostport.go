@@ -185,7 +185,8 @@ func finishReceive(b *Batch, first, hdrLen int, drops *[NumDropReasons]uint64, c
 	for i := first; i < b.N; i++ {
 		pkt := &b.Pkts[i]
 		pkt.trim(hdrLen)
-		pkt.NHead = pkt.gather(pkt.Head[:min(pkt.Len, HeadLen)])
+		pkt.Off = HeadRoom
+		pkt.NHead = pkt.gather(pkt.Head[HeadRoom : HeadRoom+min(pkt.Len, HeadLen)])
 		bytes += uint64(pkt.Len)
 	}
 	for r, n := range drops {
@@ -246,7 +247,8 @@ func (p *VhostPort) injectRARP(b *Batch, c *PortCounters) {
 	}
 	pkt := &b.Pkts[b.N]
 	mac := v &^ (1 << 63)
-	n := buildRARP(pkt.Head[:], mac)
+	n := buildRARP(pkt.Head[HeadRoom:], mac)
+	pkt.Off = HeadRoom
 	pkt.Len, pkt.NHead, pkt.NSegs, pkt.local = n, n, 0, true
 	b.N++
 	c.RxPackets.Add(1)
@@ -489,7 +491,7 @@ func (w *Worker) claimFrame(pkt *Packet, i uint16, first, hdrLen int) {
 		putNetHdr(s0, hdrLen, int(o.n))
 		o.hdrDone = true
 		if end := hdrLen + pkt.NHead; end <= len(s0) {
-			s0[end-1] = pkt.Head[pkt.NHead-1]
+			s0[end-1] = pkt.Head[pkt.Off+pkt.NHead-1]
 		}
 	}
 }
@@ -645,7 +647,7 @@ func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet) {
 		putNetHdr(hdr[:], hdrLen, len(chains))
 		put(hdr[:hdrLen])
 	}
-	put(pkt.Head[:pkt.NHead])
+	put(pkt.HeadBytes())
 	for s := 0; s < pkt.NSegs; s++ {
 		put(pkt.Segs[s])
 	}

@@ -27,11 +27,7 @@ type Worker struct {
 	nd   int
 	out  [BatchSize]rxFrame
 	nout int
-	// Per output port, the packets of the current batch going there.
-	sel     [MaxPorts][BatchSize]uint16
-	nsel    [MaxPorts]uint16
-	touched [MaxPorts]uint16
-	nouch   int
+	pipe pipe
 
 	// The queues this worker polls, rebuilt when the config changes.
 	cfg     *config
@@ -201,67 +197,31 @@ func (w *Worker) rebuild(c *config) {
 	}
 }
 
-// forward runs the bridge stage over b and transmits per output port.
+// forward runs the pipeline stages over b and transmits per output port.
 func (w *Worker) forward(in *portEntry, b *Batch) {
-	br := in.bridge
-	now := w.sw.clock.Load()
-	var drops [NumDropReasons]uint64
-	for i := 0; i < b.N; i++ {
-		p := &b.Pkts[i]
-		dst := MAC48(p.Head[0:6])
-		src := MAC48(p.Head[6:12])
-		if src&(1<<40) != 0 || src == 0 {
-			drops[DropInvalidSrcMAC]++
-			continue
-		}
-		br.FDB.Learn(src, in.ID, now)
-		if dst&(1<<40) == 0 { // unicast
-			if out, ok := br.FDB.Lookup(dst); ok {
-				if out == in.ID {
-					drops[DropHairpin]++
-				} else {
-					w.add(out, uint16(i))
-				}
-				continue
-			}
-		}
-		if len(br.members) <= 1 {
-			drops[DropNoOutput]++
-			continue
-		}
-		for _, m := range br.members {
-			if m != in.ID {
-				w.add(m, uint16(i))
-			}
-		}
-	}
-	for r, n := range drops {
+	p := &w.pipe
+	c := w.cfg
+	stageClassify(p, in, b)
+	stageL2(p, c, in, b, w.sw.clock.Load())
+	for r, n := range p.drops {
 		if n != 0 {
 			in.Counters.Drops[r].Add(n)
+			p.drops[r] = 0
 		}
 	}
-	c := w.cfg
-	for _, id := range w.touched[:w.nouch] {
-		n := w.nsel[id]
-		w.nsel[id] = 0
+	for _, id := range p.touched[:p.nouch] {
+		n := p.nsel[id]
+		p.nsel[id] = 0
 		out := c.ports[id]
 		if out == nil {
 			in.Counters.Drops[DropPortDown].Add(uint64(n))
 			continue
 		}
+		sel := p.sel[id][:n]
+		stageEgressVLAN(p, out, b, sel)
 		w.curOut = out
-		out.Port.Transmit(w, b, w.sel[id][:n], out.Counters)
+		out.Port.Transmit(w, b, sel, out.Counters)
 	}
 	w.curOut = nil
-	w.nouch = 0
-}
-
-func (w *Worker) add(port uint16, i uint16) {
-	n := w.nsel[port]
-	if n == 0 {
-		w.touched[w.nouch] = port
-		w.nouch++
-	}
-	w.sel[port][n&(BatchSize-1)] = i
-	w.nsel[port] = n + 1
+	p.nouch = 0
 }

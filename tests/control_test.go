@@ -335,7 +335,7 @@ func portDiff(a, b api.Config) int {
 	}
 	n := 0
 	for _, p := range b.Ports {
-		if q, ok := m[p.Name]; !ok || q != p {
+		if q, ok := m[p.Name]; !ok || !reflect.DeepEqual(q, p) {
 			n++
 		}
 		delete(m, p.Name)

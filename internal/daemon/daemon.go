@@ -100,7 +100,8 @@ func (d *Daemon) do(a api.Action) error {
 	case a.Kind == api.KindBridge && a.Op == api.OpRemove:
 		return d.Switch.RemoveBridge(a.Name)
 	case a.Kind == api.KindBridge && a.Op == api.OpAdd:
-		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second)
+		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second,
+			vswitch.BridgeOptions{FDBMax: a.Bridge.FDBMax})
 	case a.Kind == api.KindLog:
 		SetLog(d.log.Logger, *a.Log)
 		return nil
@@ -160,7 +161,7 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	vp := vswitch.NewVhostPort(d.Switch, pc.Queues)
 	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, Log: log}, vp)
 	vp.OnFault = dev.Abort
-	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, vp)
+	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, vp, portOptions(pc))
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func (d *Daemon) addAFXDPPort(pc api.PortConfig, log *logrus.Entry) error {
 	if err != nil {
 		return fmt.Errorf("port %s: %w", pc.Name, err)
 	}
-	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, xp)
+	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, xp, portOptions(pc))
 	if err != nil {
 		xp.Close()
 		return err
@@ -307,4 +308,13 @@ func afxdpStatus(p *port) api.PortStatus {
 		ps.State = "down"
 	}
 	return ps
+}
+
+// portOptions is the data-plane side of a port's config.
+func portOptions(pc api.PortConfig) vswitch.PortOptions {
+	v := vswitch.VLANConfig{Mode: pc.VLANMode, Tag: uint16(pc.Tag)}
+	for _, t := range pc.Trunks {
+		v.Trunks = append(v.Trunks, uint16(t))
+	}
+	return vswitch.PortOptions{VLAN: v}
 }

@@ -19,6 +19,7 @@ type collector struct {
 
 	rxPackets, rxBytes, txPackets, txBytes, drops *prometheus.Desc
 	up, queues, connects, badMessages, configRev  *prometheus.Desc
+	fdbEntries, fdbRefused                        *prometheus.Desc
 }
 
 var dropReasons = func() []string {
@@ -43,11 +44,14 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		connects:    prometheus.NewDesc("vswitch_port_vhost_connects_total", "vhost-user front-end connections.", port, nil),
 		badMessages: prometheus.NewDesc("vswitch_port_vhost_bad_messages_total", "vhost-user messages refused as malformed.", port, nil),
 		configRev:   prometheus.NewDesc("vswitch_config_revision", "Revision of the desired state.", nil, nil),
+		fdbEntries:  prometheus.NewDesc("vswitch_bridge_fdb_entries", "Learned (VLAN, MAC) entries.", []string{"bridge"}, nil),
+		fdbRefused: prometheus.NewDesc("vswitch_bridge_fdb_refused_total",
+			"MACs not learned because the bridge's fdb_max was reached or its probe window was full.", []string{"bridge"}, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused} {
 		ch <- d
 	}
 }
@@ -56,6 +60,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	status := map[string]api.PortStatus{}
 	for _, s := range c.d.Ports() {
 		status[s.Name] = s
+	}
+	for _, b := range c.d.Switch.Bridges() {
+		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(b.FDB.Len()), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.fdbRefused, prometheus.CounterValue, float64(b.FDB.Refused.Load()+b.FDB.Full.Load()), b.Name)
 	}
 	for _, p := range c.d.Switch.Ports() {
 		lv := []string{p.Name, p.Bridge, p.Type}

@@ -1,0 +1,132 @@
+package vswitch
+
+import (
+	"github.com/vswitch/vswitch/switch/header"
+)
+
+// pipe is a worker's per-batch pipeline state: the parsed headers of every
+// packet, what the stages decided, and the per-output-port selections.
+// Stages are plain functions over a batch and a pipe. Each walks the live
+// list (the packets still in flight), counts what it drops in drops by
+// reason, and keeps the survivors.
+type pipe struct {
+	parsed [BatchSize]header.Parsed
+	perr   [BatchSize]header.ParseErr // kept for the stages that need L3/L4
+	vlan   [BatchSize]uint16          // the VLAN each packet is in
+	tci    [BatchSize]uint16          // PCP bits to keep when tagging
+	live   [BatchSize]uint16
+	nlive  int
+	drops  [NumDropReasons]uint64
+
+	// Per output port, the packets of the current batch going there.
+	sel     [MaxPorts][BatchSize]uint16
+	nsel    [MaxPorts]uint16
+	touched [MaxPorts]uint16
+	nouch   int
+
+	// dry is set for a trace: stages record decisions and change no table.
+	dry   bool
+	trace *Trace
+}
+
+func (p *pipe) drop(i int, r DropReason, stage string) {
+	p.drops[r]++
+	if p.trace != nil {
+		p.trace.add(stage, "drop: "+r.String())
+	}
+}
+
+func (p *pipe) add(port uint16, i uint16) {
+	n := p.nsel[port]
+	if n == 0 {
+		p.touched[p.nouch] = port
+		p.nouch++
+	}
+	p.sel[port][n&(BatchSize-1)] = i
+	p.nsel[port] = n + 1
+}
+
+// stageClassify parses every packet of b once and puts it in its VLAN by
+// the input port's VLAN mode. It starts the live list.
+func stageClassify(p *pipe, in *portEntry, b *Batch) {
+	n := 0
+	for i := 0; i < b.N; i++ {
+		pkt := &b.Pkts[i]
+		ph := &p.parsed[i]
+		e := header.Parse(pkt.HeadBytes(), pkt.Len, ph)
+		p.perr[i] = e
+		if e != header.ParseOK && ph.L3 == 0 { // not even the L2 header
+			p.drop(i, DropRunt, "classify")
+			continue
+		}
+		vid, ok := in.vlan.classify(ph.Tagged, ph.VLAN)
+		if !ok {
+			p.drop(i, DropVLANIngress, "classify")
+			continue
+		}
+		p.vlan[i], p.tci[i] = vid, uint16(ph.PCP)<<13
+		if p.trace != nil {
+			p.trace.add("classify", traceVLAN(ph, vid))
+		}
+		p.live[n] = uint16(i)
+		n++
+	}
+	p.nlive = n
+}
+
+// stageL2 learns source MACs in (VLAN, MAC) and selects output ports: the
+// learned port for a known unicast destination, otherwise every other
+// member carrying the VLAN.
+func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
+	br := in.bridge
+	for _, i := range p.live[:p.nlive] {
+		pkt := &b.Pkts[i]
+		h := pkt.HeadBytes()
+		dst, src := MAC48(h[0:6]), MAC48(h[6:12])
+		vid := p.vlan[i]
+		if src&(1<<40) != 0 || src == 0 {
+			p.drop(int(i), DropInvalidSrcMAC, "l2")
+			continue
+		}
+		if !p.dry {
+			br.FDB.Learn(vid, src, in.ID, now)
+		}
+		if dst&(1<<40) == 0 { // unicast
+			if out, ok := br.FDB.Lookup(vid, dst); ok {
+				if out == in.ID {
+					p.drop(int(i), DropHairpin, "l2")
+					continue
+				}
+				if pe := c.ports[out]; pe != nil && pe.vlan.allowed(vid) {
+					if p.trace != nil {
+						p.trace.add("l2", "fdb hit: "+pe.Name)
+					}
+					p.add(out, i)
+					continue
+				}
+			}
+		}
+		k := 0
+		for _, m := range br.members {
+			if m != in.ID && c.ports[m].vlan.allowed(vid) {
+				p.add(m, i)
+				k++
+			}
+		}
+		if k == 0 {
+			p.drop(int(i), DropNoOutput, "l2")
+		} else if p.trace != nil {
+			p.trace.add("l2", "flood in vlan")
+		}
+	}
+}
+
+// stageEgressVLAN tags or untags the packets going out of port out as its
+// VLAN mode says. It runs once per output port right before its transmit,
+// so a frame flooded to access and trunk ports is fixed up for each.
+func stageEgressVLAN(p *pipe, out *portEntry, b *Batch, sel []uint16) {
+	for _, i := range sel {
+		vid := p.vlan[i&(BatchSize-1)]
+		b.Pkts[i&(BatchSize-1)].setTag(out.vlan.egressTagged(vid), p.tci[i&(BatchSize-1)]|vid)
+	}
+}
