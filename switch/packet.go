@@ -80,27 +80,35 @@ const (
 	DropBadIPv6
 	DropBadL4
 	DropBadIPv6Ext
+	DropForRouter          // ARP/ND or IP addressed to the router itself, answered or consumed
+	DropTTLExceeded        // TTL or hop limit would reach 0
+	DropNoRoute            // no FIB entry for the destination
+	DropNeighborUnresolved // the next hop's MAC is not known yet (an ARP/NS is sent)
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{
-	DropRunt:             "frame_too_short",
-	DropAvailCorrupt:     "avail_index_corrupt",
-	DropInvalidSrcMAC:    "invalid_source_mac",
-	DropHairpin:          "destination_is_input_port",
-	DropNoOutput:         "no_output_port",
-	DropPortDown:         "output_port_down",
-	DropNoRxBuffer:       "no_guest_rx_buffer",
-	DropRxBufferTooSmall: "guest_rx_buffer_too_small",
-	DropPortFault:        "port_memory_fault",
-	DropFrameTooLarge:    "frame_exceeds_mtu",
-	DropNoTxFrame:        "no_tx_frame",
-	DropVLANIngress:      "vlan_not_allowed",
-	DropTruncated:        "truncated_header",
-	DropBadIPv4:          "malformed_ipv4",
-	DropBadIPv6:          "malformed_ipv6",
-	DropBadL4:            "malformed_l4",
-	DropBadIPv6Ext:       "bad_ipv6_ext_header",
+	DropRunt:               "frame_too_short",
+	DropAvailCorrupt:       "avail_index_corrupt",
+	DropInvalidSrcMAC:      "invalid_source_mac",
+	DropHairpin:            "destination_is_input_port",
+	DropNoOutput:           "no_output_port",
+	DropPortDown:           "output_port_down",
+	DropNoRxBuffer:         "no_guest_rx_buffer",
+	DropRxBufferTooSmall:   "guest_rx_buffer_too_small",
+	DropPortFault:          "port_memory_fault",
+	DropFrameTooLarge:      "frame_exceeds_mtu",
+	DropNoTxFrame:          "no_tx_frame",
+	DropVLANIngress:        "vlan_not_allowed",
+	DropTruncated:          "truncated_header",
+	DropBadIPv4:            "malformed_ipv4",
+	DropBadIPv6:            "malformed_ipv6",
+	DropBadL4:              "malformed_l4",
+	DropBadIPv6Ext:         "bad_ipv6_ext_header",
+	DropForRouter:          "for_router",
+	DropTTLExceeded:        "ttl_exceeded",
+	DropNoRoute:            "no_route",
+	DropNeighborUnresolved: "neighbor_unresolved",
 }
 
 // parseDrop maps a parser error to its drop reason.

@@ -14,6 +14,8 @@ type pipe struct {
 	perr   [BatchSize]header.ParseErr // kept for the stages that need L3/L4
 	vlan   [BatchSize]uint16          // the VLAN each packet is in
 	tci    [BatchSize]uint16          // PCP bits to keep when tagging
+	routed [BatchSize]bool            // the router sent it into br: no learning, no hairpin check
+	br     [BatchSize]*Bridge         // the bridge the L2 stage delivers in
 	live   [BatchSize]uint16
 	nlive  int
 	drops  [NumDropReasons]uint64
@@ -23,6 +25,12 @@ type pipe struct {
 	nsel    [MaxPorts]uint16
 	touched [MaxPorts]uint16
 	nouch   int
+
+	scratch [HeadRoom + HeadLen]byte
+
+	// Rate limits of what the router makes: per-second buckets.
+	tokSec              uint32
+	icmpTok, resolveTok int
 
 	// dry is set for a trace: stages record decisions and change no table.
 	dry   bool
@@ -65,6 +73,7 @@ func stageClassify(p *pipe, in *portEntry, b *Batch) {
 			continue
 		}
 		p.vlan[i], p.tci[i] = vid, uint16(ph.PCP)<<13
+		p.routed[i], p.br[i] = false, in.bridge
 		if p.trace != nil {
 			p.trace.add("classify", traceVLAN(ph, vid))
 		}
@@ -78,22 +87,26 @@ func stageClassify(p *pipe, in *portEntry, b *Batch) {
 // learned port for a known unicast destination, otherwise every other
 // member carrying the VLAN.
 func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
-	br := in.bridge
 	for _, i := range p.live[:p.nlive] {
 		pkt := &b.Pkts[i]
 		h := pkt.HeadBytes()
 		dst, src := MAC48(h[0:6]), MAC48(h[6:12])
 		vid := p.vlan[i]
-		if src&(1<<40) != 0 || src == 0 {
-			p.drop(int(i), DropInvalidSrcMAC, "l2")
-			continue
-		}
-		if !p.dry {
-			br.FDB.Learn(vid, src, in.ID, now)
+		br, from := p.br[i], in.ID
+		if p.routed[i] {
+			from = MaxPorts // routed frames may leave by their input port
+		} else {
+			if src&(1<<40) != 0 || src == 0 {
+				p.drop(int(i), DropInvalidSrcMAC, "l2")
+				continue
+			}
+			if !p.dry {
+				br.FDB.Learn(vid, src, in.ID, now)
+			}
 		}
 		if dst&(1<<40) == 0 { // unicast
 			if out, ok := br.FDB.Lookup(vid, dst); ok {
-				if out == in.ID {
+				if out == from {
 					p.drop(int(i), DropHairpin, "l2")
 					continue
 				}
@@ -108,7 +121,7 @@ func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
 		}
 		k := 0
 		for _, m := range br.members {
-			if m != in.ID && c.ports[m].vlan.allowed(vid) {
+			if m != from && c.ports[m].vlan.allowed(vid) {
 				p.add(m, i)
 				k++
 			}

@@ -42,6 +42,7 @@ type Bridge struct {
 	FDB     *FDB
 	MaxAge  uint32 // seconds an FDB entry lives without traffic
 	members []uint16
+	rifs    []*rif // router interfaces on the bridge's VLANs
 }
 
 // config is the immutable snapshot workers run on; the control plane
@@ -49,6 +50,7 @@ type Bridge struct {
 type config struct {
 	ports   [MaxPorts]*portEntry
 	bridges map[string]*Bridge
+	routers map[string]*router
 }
 
 type portEntry struct {
@@ -88,7 +90,9 @@ type Switch struct {
 	cfg     atomic.Pointer[config]
 	workers []*Worker
 	clock   atomic.Uint32 // coarse seconds for FDB aging
-	mu      sync.Mutex    // serializes control-plane changes
+	rifIDs  uint32        // last router interface id handed out (under mu)
+	neigh   neighTable
+	mu      sync.Mutex // serializes control-plane changes
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -102,7 +106,8 @@ func New(opts Options) *Switch {
 		opts.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	s := &Switch{opts: opts, log: opts.Log, stop: make(chan struct{})}
-	s.cfg.Store(&config{bridges: map[string]*Bridge{}})
+	s.cfg.Store(&config{bridges: map[string]*Bridge{}, routers: map[string]*router{}})
+	s.neigh.init()
 	for i := 0; i < opts.Workers; i++ {
 		w := newWorker(s, i)
 		if i < len(opts.CPUs) {
@@ -123,6 +128,8 @@ func New(opts Options) *Switch {
 	}
 	s.wg.Add(1)
 	go s.housekeeping()
+	s.wg.Add(1)
+	go s.neighLoop()
 	return s
 }
 
@@ -141,6 +148,7 @@ func (s *Switch) PollOnce() bool {
 		work = w.pollOnce() || work
 		w.epoch.Add(1)
 	}
+	s.neigh.apply(nil)
 	return work
 }
 
@@ -154,6 +162,7 @@ func (s *Switch) housekeeping() {
 			return
 		case <-t.C:
 			now := s.clock.Add(1)
+			s.neigh.expire(now)
 			for _, b := range s.cfg.Load().bridges {
 				if n := b.FDB.Age(now, b.MaxAge); n > 0 {
 					s.log.WithFields(logrus.Fields{"bridge": b.Name, "entries": n}).Debug("aged out MAC entries")
@@ -168,15 +177,19 @@ func (s *Switch) Now() uint32 { return s.clock.Load() }
 
 // publish swaps in c and waits until no worker runs on the old snapshot.
 func (s *Switch) publish(c *config) {
+	c.link()
 	s.cfg.Store(c)
 	s.Quiesce()
 }
 
 func (s *Switch) clone() *config {
 	old := s.cfg.Load()
-	c := &config{ports: old.ports, bridges: make(map[string]*Bridge, len(old.bridges))}
+	c := &config{ports: old.ports, bridges: make(map[string]*Bridge, len(old.bridges)), routers: make(map[string]*router, len(old.routers))}
 	for k, v := range old.bridges {
 		c.bridges[k] = v
+	}
+	for k, v := range old.routers {
+		c.routers[k] = v
 	}
 	return c
 }

@@ -201,8 +201,10 @@ func (w *Worker) rebuild(c *config) {
 func (w *Worker) forward(in *portEntry, b *Batch) {
 	p := &w.pipe
 	c := w.cfg
+	now := w.sw.clock.Load()
 	stageClassify(p, in, b)
-	stageL2(p, c, in, b, w.sw.clock.Load())
+	stageL3(p, in, b, now, &w.sw.neigh)
+	stageL2(p, c, in, b, now)
 	for r, n := range p.drops {
 		if n != 0 {
 			in.Counters.Drops[r].Add(n)

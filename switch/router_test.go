@@ -1,0 +1,267 @@
+package vswitch_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	vswitch "github.com/vswitch/vswitch/switch"
+	"github.com/vswitch/vswitch/vhostuser/vhostusertest"
+)
+
+// routerRig: p0 is host A on access VLAN 10, p1 host B on access VLAN 20,
+// router r1 between them on br0.
+func routerRig(t *testing.T) (*rig, net.HardwareAddr, net.HardwareAddr) {
+	r := newRigPorts(t, []vswitch.PortOptions{
+		{VLAN: vswitch.VLANConfig{Tag: 10}},
+		{VLAN: vswitch.VLANConfig{Tag: 20}},
+	}, vhostusertest.Options{})
+	err := r.sw.SetRouter(vswitch.RouterSpec{Name: "r1",
+		Interfaces: []vswitch.RouterIfSpec{
+			{Name: "r1-v10", Bridge: "br0", VLAN: 10, Addrs: []netip.Prefix{netip.MustParsePrefix("10.10.0.1/24"), netip.MustParsePrefix("fd10::1/64")}},
+			{Name: "r1-v20", Bridge: "br0", VLAN: 20, Addrs: []netip.Prefix{netip.MustParsePrefix("10.20.0.1/24"), netip.MustParsePrefix("fd20::1/64")}},
+		},
+		Routes: []vswitch.RouteSpec{{Prefix: netip.MustParsePrefix("172.16.0.0/12"), Via: netip.MustParseAddr("10.20.0.254")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fe := range r.fes {
+		fe.PostRxBuffers(0, 64, 2048)
+	}
+	m10, _ := r.sw.RouterInterfaceMAC("r1", "r1-v10")
+	m20, _ := r.sw.RouterInterfaceMAC("r1", "r1-v20")
+	return r, net.HardwareAddr(m10[:]), net.HardwareAddr(m20[:])
+}
+
+func ser(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func arpFrame(t *testing.T, op uint16, smac net.HardwareAddr, sip string, dmac net.HardwareAddr, tip string) []byte {
+	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeARP}
+	tha := dmac
+	if op == layers.ARPRequest {
+		tha = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+	}
+	a := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: op, SourceHwAddress: smac, SourceProtAddress: net.ParseIP(sip).To4(), DstHwAddress: tha, DstProtAddress: net.ParseIP(tip).To4()}
+	return ser(t, eth, a)
+}
+
+func udp4(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, ttl uint8) []byte {
+	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
+	u.SetNetworkLayerForChecksum(ip)
+	return ser(t, eth, ip, u, gopacket.Payload(make([]byte, 300)))
+}
+
+func udp6(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, hop uint8) []byte {
+	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
+	u.SetNetworkLayerForChecksum(ip)
+	return ser(t, eth, ip, u, gopacket.Payload(make([]byte, 300)))
+}
+
+func ndFrame(t *testing.T, typ uint8, smac, dmac net.HardwareAddr, src, dst, target string) []byte {
+	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+	ic.SetNetworkLayerForChecksum(ip)
+	var body gopacket.SerializableLayer
+	if typ == layers.ICMPv6TypeNeighborSolicitation {
+		body = &layers.ICMPv6NeighborSolicitation{TargetAddress: net.ParseIP(target),
+			Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: smac}}}
+	} else {
+		body = &layers.ICMPv6NeighborAdvertisement{Flags: 0x60, TargetAddress: net.ParseIP(target),
+			Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: smac}}}
+	}
+	return ser(t, eth, ip, ic, body)
+}
+
+func decode(t *testing.T, f []byte) gopacket.Packet {
+	t.Helper()
+	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+	if el := p.ErrorLayer(); el != nil {
+		t.Fatalf("frame does not decode: %v", el.Error())
+	}
+	return p
+}
+
+func one(t *testing.T, r *rig, port int) gopacket.Packet {
+	t.Helper()
+	got := r.fes[port].Received(0)
+	if len(got) != 1 {
+		t.Fatalf("port p%d got %d frames, want 1 (drops p0 %v p1 %v)", port, len(got), r.drops(0), r.drops(1))
+	}
+	return decode(t, got[0])
+}
+
+func none(t *testing.T, r *rig, port int) {
+	t.Helper()
+	if got := r.fes[port].Received(0); len(got) != 0 {
+		t.Fatalf("port p%d got %d frames, want none", port, len(got))
+	}
+}
+
+func TestRouterIPv4(t *testing.T) {
+	r, m10, m20 := routerRig(t)
+	a, b := mac(0), mac(1)
+	// ARP for the gateway is answered with the interface's MAC.
+	r.fes[0].SendPacket(0, arpFrame(t, layers.ARPRequest, a, "10.10.0.2", bcast, "10.10.0.1"))
+	r.poll()
+	rep := one(t, r, 0).Layer(layers.LayerTypeARP).(*layers.ARP)
+	if rep.Operation != layers.ARPReply ||
+		net.HardwareAddr(rep.SourceHwAddress).String() != m10.String() || net.IP(rep.SourceProtAddress).String() != "10.10.0.1" {
+		t.Fatalf("ARP reply %+v", rep)
+	}
+	none(t, r, 1)
+	// B is not resolved yet: the packet is dropped and counted, and B's
+	// VLAN gets an ARP request from the router.
+	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
+	r.poll()
+	req := one(t, r, 1).Layer(layers.LayerTypeARP).(*layers.ARP)
+	if req.Operation != layers.ARPRequest || net.IP(req.DstProtAddress).String() != "10.20.0.2" ||
+		net.IP(req.SourceProtAddress).String() != "10.20.0.1" || net.HardwareAddr(req.SourceHwAddress).String() != m20.String() {
+		t.Fatalf("ARP request %+v", req)
+	}
+	if r.drops(0)["neighbor_unresolved"] != 1 {
+		t.Fatalf("drops %v", r.drops(0))
+	}
+	r.fes[1].SendPacket(0, arpFrame(t, layers.ARPReply, b, "10.20.0.2", m20, "10.20.0.1"))
+	r.poll()
+	none(t, r, 0)
+	// Now it is routed: TTL 63, MACs rewritten, header checksum right.
+	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
+	r.poll()
+	pkt := one(t, r, 1)
+	eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	ip := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if eth.SrcMAC.String() != m20.String() || eth.DstMAC.String() != b.String() || ip.TTL != 63 {
+		t.Fatalf("routed frame %v -> %v TTL %d", eth.SrcMAC, eth.DstMAC, ip.TTL)
+	}
+	if pkt.Layer(layers.LayerTypeDot1Q) != nil {
+		t.Fatal("access port got a tagged frame")
+	}
+	if !headerSumOK(ip.Contents) {
+		t.Fatalf("IPv4 header checksum %#x is wrong", ip.Checksum)
+	}
+	// TTL 1: time exceeded from the gateway, and nothing goes on.
+	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 1))
+	r.poll()
+	none(t, r, 1)
+	icmp := one(t, r, 0)
+	ic := icmp.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ic.TypeCode.Type() != layers.ICMPv4TypeTimeExceeded || icmp.NetworkLayer().NetworkFlow().Src().String() != "10.10.0.1" {
+		t.Fatalf("got %v from %v", ic.TypeCode, icmp.NetworkLayer().NetworkFlow().Src())
+	}
+	if !headerSumOK(append(append([]byte(nil), ic.Contents...), ic.Payload...)) || len(ic.Payload) != 28 {
+		t.Fatalf("time exceeded: bad checksum or quote of %d bytes", len(ic.Payload))
+	}
+	// No route: destination unreachable.
+	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "192.168.1.1", 64))
+	r.poll()
+	ic = one(t, r, 0).Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ic.TypeCode.Type() != layers.ICMPv4TypeDestinationUnreachable {
+		t.Fatalf("got %v", ic.TypeCode)
+	}
+	// A static route through an unresolved gateway asks for the gateway.
+	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "172.16.5.5", 64))
+	r.poll()
+	if req := one(t, r, 1).Layer(layers.LayerTypeARP).(*layers.ARP); net.IP(req.DstProtAddress).String() != "10.20.0.254" {
+		t.Fatalf("asked for %v", net.IP(req.DstProtAddress))
+	}
+	d := r.drops(0)
+	if d["ttl_exceeded"] != 1 || d["no_route"] != 1 || d["neighbor_unresolved"] != 2 {
+		t.Fatalf("drops %v", d)
+	}
+	// A malformed header to the router is dropped and counted.
+	f := udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64)
+	f[14] = 0x43 // IHL 3
+	r.fes[0].SendPacket(0, f)
+	r.poll()
+	none(t, r, 1)
+	if r.drops(0)["malformed_ipv4"] != 1 {
+		t.Fatalf("drops %v", r.drops(0))
+	}
+}
+
+// headerSumOK says whether a header with its checksum in place sums to 0xffff.
+func headerSumOK(h []byte) bool {
+	var s uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		s += uint32(h[i])<<8 | uint32(h[i+1])
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return s == 0xffff
+}
+
+func TestRouterIPv6(t *testing.T) {
+	r, m10, m20 := routerRig(t)
+	a, b := mac(0), mac(1)
+	r.fes[0].SendPacket(0, ndFrame(t, layers.ICMPv6TypeNeighborSolicitation, a, net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 1},
+		"fd10::2", "ff02::1:ff00:1", "fd10::1"))
+	r.poll()
+	p := one(t, r, 0)
+	na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	if !ok || na.TargetAddress.String() != "fd10::1" || p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet).SrcMAC.String() != m10.String() {
+		t.Fatalf("advertisement: %v", p)
+	}
+	verifyICMPv6(t, p)
+	r.fes[0].SendPacket(0, udp6(t, a, m10, "fd10::2", "fd20::2", 64))
+	r.poll()
+	p = one(t, r, 1)
+	ns, ok := p.Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
+	if !ok || ns.TargetAddress.String() != "fd20::2" {
+		t.Fatalf("solicitation: %v", p)
+	}
+	verifyICMPv6(t, p)
+	r.fes[1].SendPacket(0, ndFrame(t, layers.ICMPv6TypeNeighborAdvertisement, b, m20, "fd20::2", "fd20::1", "fd20::2"))
+	r.poll()
+	r.fes[0].SendPacket(0, udp6(t, a, m10, "fd10::2", "fd20::2", 64))
+	r.poll()
+	p = one(t, r, 1)
+	ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	if ip.HopLimit != 63 || p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet).DstMAC.String() != b.String() {
+		t.Fatalf("routed %v", p)
+	}
+	r.fes[0].SendPacket(0, udp6(t, a, m10, "fd10::2", "fd20::2", 1))
+	r.poll()
+	p = one(t, r, 0)
+	ic := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	if ic.TypeCode.Type() != layers.ICMPv6TypeTimeExceeded {
+		t.Fatalf("got %v", p)
+	}
+	verifyICMPv6(t, p)
+	r.fes[0].SendPacket(0, udp6(t, a, m10, "fd10::2", "2001:db8::1", 64))
+	r.poll()
+	if ic := one(t, r, 0).Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ic.TypeCode.Type() != layers.ICMPv6TypeDestinationUnreachable {
+		t.Fatalf("got %v", ic.TypeCode)
+	}
+}
+
+// verifyICMPv6 recomputes the ICMPv6 checksum with gopacket.
+func verifyICMPv6(t *testing.T, p gopacket.Packet) {
+	t.Helper()
+	ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	ic := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	got := ic.Checksum
+	ic2 := &layers.ICMPv6{TypeCode: ic.TypeCode}
+	ic2.SetNetworkLayerForChecksum(ip)
+	b := ser(t, ic2, gopacket.Payload(ic.Payload))
+	if want := uint16(b[2])<<8 | uint16(b[3]); got != want {
+		t.Fatalf("ICMPv6 checksum %#x, want %#x", got, want)
+	}
+}
