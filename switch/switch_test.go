@@ -338,16 +338,20 @@ type loop struct {
 }
 
 func newLoop(t testing.TB, r *rig, batch int) *loop {
-	l := &loop{r: r, tx: r.fes[0].Tx(0), rx: r.fes[1].Rx(0), batch: batch}
 	// Learn both MACs so frames go unicast.
 	r.fes[0].PostRxBuffers(0, 4, 2048)
 	r.fes[1].SendPacket(0, frame(t, mac(1), mac(0), 50))
 	r.poll()
 	r.fes[0].Received(0)
 	r.fes[1].TxDone(0)
+	return newLoopFrame(r, batch, frame(t, mac(0), mac(1), 64-14-28))
+}
+
+// newLoopFrame is a loop sending f from port 0, received on port 1.
+func newLoopFrame(r *rig, batch int, f []byte) *loop {
+	l := &loop{r: r, tx: r.fes[0].Tx(0), rx: r.fes[1].Rx(0), batch: batch}
 	l.rxUsed = l.rx.UsedIdx()
 	l.txUsed = l.tx.UsedIdx()
-	f := frame(t, mac(0), mac(1), 64-14-28)
 	for i := 0; i < batch; i++ {
 		l.txHeads = append(l.txHeads, l.tx.AddTxPacket(r.fes[0].HdrLen(), f, 0))
 		l.rxHeadsOK = append(l.rxHeadsOK, l.rx.AddRxBuffer(2048))
