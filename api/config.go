@@ -6,6 +6,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -23,6 +25,31 @@ type Config struct {
 	Dataplane DataplaneConfig `mapstructure:"dataplane" json:"dataplane"`
 	Bridges   []BridgeConfig  `mapstructure:"bridges" json:"bridges"`
 	Ports     []PortConfig    `mapstructure:"ports" json:"ports"`
+	Routers   []RouterConfig  `mapstructure:"routers" json:"routers,omitempty"`
+}
+
+// RouterConfig declares a router between bridge VLANs.
+type RouterConfig struct {
+	Name       string                  `mapstructure:"name" json:"name"`
+	Interfaces []RouterInterfaceConfig `mapstructure:"interfaces" json:"interfaces"`
+	Routes     []RouteConfig           `mapstructure:"routes" json:"routes,omitempty"`
+}
+
+// RouterInterfaceConfig is a router's endpoint on a bridge's VLAN. Without
+// a MAC it gets a stable generated one.
+type RouterInterfaceConfig struct {
+	Name      string   `mapstructure:"name" json:"name"`
+	Bridge    string   `mapstructure:"bridge" json:"bridge"`
+	VLAN      int      `mapstructure:"vlan" json:"vlan,omitempty"`
+	MAC       string   `mapstructure:"mac" json:"mac,omitempty"`
+	Addresses []string `mapstructure:"addresses" json:"addresses"` // CIDR: 10.10.0.1/24, fd10::1/64
+}
+
+// RouteConfig is a static route; connected routes come from the
+// interfaces' addresses.
+type RouteConfig struct {
+	Prefix string `mapstructure:"prefix" json:"prefix"`
+	Via    string `mapstructure:"via" json:"via"`
 }
 
 // APIConfig says where the API listens and who may use it.
@@ -267,7 +294,87 @@ func (c *Config) Validate() error {
 			bad(f+".type", "unknown port type %q (supported: %s, %s)", p.Type, TypeVhostUser, TypeAFXDP)
 		}
 	}
+	validateRouters(c.Routers, bridges, bad)
 	return errors.Join(errs...)
+}
+
+// validateRouters checks the routers: names, interfaces on existing
+// bridges with one router interface per bridge VLAN, addresses, and static
+// routes whose next hop is on a connected subnet.
+func validateRouters(rs []RouterConfig, bridges map[string]bool, bad func(field, format string, args ...any)) {
+	names := map[string]bool{}
+	vlans := map[string]string{}
+	for i, r := range rs {
+		f := fmt.Sprintf("routers[%d]", i)
+		if err := validName(r.Name); err != nil {
+			bad(f+".name", "%v", err)
+		} else if names[r.Name] {
+			bad(f+".name", "duplicate router %q", r.Name)
+		}
+		names[r.Name] = true
+		var connected []netip.Prefix
+		ifs := map[string]bool{}
+		for j, ri := range r.Interfaces {
+			g := fmt.Sprintf("%s.interfaces[%d]", f, j)
+			if err := validName(ri.Name); err != nil {
+				bad(g+".name", "%v", err)
+			} else if ifs[ri.Name] {
+				bad(g+".name", "duplicate interface %q", ri.Name)
+			}
+			ifs[ri.Name] = true
+			if !bridges[ri.Bridge] {
+				bad(g+".bridge", "no bridge %q", ri.Bridge)
+			}
+			if ri.VLAN < 0 || ri.VLAN > 4094 {
+				bad(g+".vlan", "%d is not in 0..4094", ri.VLAN)
+			}
+			key := fmt.Sprintf("%s/%d", ri.Bridge, ri.VLAN)
+			if other, dup := vlans[key]; dup {
+				bad(g+".vlan", "bridge %s VLAN %d already has interface %s", ri.Bridge, ri.VLAN, other)
+			}
+			vlans[key] = r.Name + "/" + ri.Name
+			if ri.MAC != "" {
+				if m, err := net.ParseMAC(ri.MAC); err != nil || len(m) != 6 || m[0]&1 != 0 {
+					bad(g+".mac", "%q is not a unicast Ethernet MAC", ri.MAC)
+				}
+			}
+			if len(ri.Addresses) == 0 {
+				bad(g+".addresses", "an interface needs at least one address")
+			}
+			for k, a := range ri.Addresses {
+				p, err := netip.ParsePrefix(a)
+				if err != nil || p.Addr().Zone() != "" {
+					bad(fmt.Sprintf("%s.addresses[%d]", g, k), "%q is not an address with a prefix length (10.0.0.1/24)", a)
+					continue
+				}
+				connected = append(connected, p)
+			}
+		}
+		for j, rt := range r.Routes {
+			g := fmt.Sprintf("%s.routes[%d]", f, j)
+			p, err := netip.ParsePrefix(rt.Prefix)
+			if err != nil {
+				bad(g+".prefix", "%q is not a prefix", rt.Prefix)
+				continue
+			}
+			via, err := netip.ParseAddr(rt.Via)
+			if err != nil {
+				bad(g+".via", "%q is not an address", rt.Via)
+				continue
+			}
+			if via.Is4() != p.Addr().Is4() {
+				bad(g+".via", "%s and %s are of different address families", rt.Via, rt.Prefix)
+				continue
+			}
+			onLink := false
+			for _, c := range connected {
+				onLink = onLink || c.Contains(via)
+			}
+			if !onLink {
+				bad(g+".via", "%s is on no interface's subnet", rt.Via)
+			}
+		}
+	}
 }
 
 // validateAFXDP checks an afxdp port; devices maps the devices seen so far

@@ -16,6 +16,7 @@ type Action struct {
 
 	Bridge *BridgeConfig `json:"-"` // the bridge to add
 	Port   *PortConfig   `json:"-"` // the port to add
+	Router *RouterConfig `json:"-"` // the router to add
 	Log    *LogConfig    `json:"-"` // the new log settings
 }
 
@@ -27,6 +28,7 @@ const (
 
 	KindBridge = "bridge"
 	KindPort   = "port"
+	KindRouter = "router"
 	KindLog    = "log"
 )
 
@@ -39,8 +41,9 @@ func (a Action) String() string {
 
 // Diff returns the actions that turn the running config old into new,
 // touching only what changed: a port whose config is unchanged (and whose
-// bridge is unchanged) is left alone. The order is fixed: ports removed,
-// bridges removed, bridges added, ports added, then in-place updates;
+// bridge is unchanged) is left alone. The order is fixed: routers
+// removed, ports removed, bridges removed, bridges added, ports added,
+// routers added, then in-place updates;
 // within each group by name. A change to a setting that only takes effect
 // at start (api, run_dir, dataplane) is an error naming the field.
 //
@@ -67,7 +70,24 @@ func Diff(old, new *Config) ([]Action, error) {
 			replacedB[name] = true
 		}
 	}
+	oldR, newR := routerMap(old), routerMap(new)
+	replacedR := map[string]bool{}
+	for name, or := range oldR {
+		nr, ok := newR[name]
+		changed := !ok || !reflect.DeepEqual(or, nr)
+		for _, ri := range or.Interfaces {
+			changed = changed || replacedB[ri.Bridge]
+		}
+		if changed {
+			replacedR[name] = true
+		}
+	}
 	var acts []Action
+	for _, name := range sortedKeys(oldR) {
+		if replacedR[name] {
+			acts = append(acts, Action{Op: OpRemove, Kind: KindRouter, Name: name})
+		}
+	}
 	for _, name := range sortedKeys(oldP) {
 		op := oldP[name]
 		if np, ok := newP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[op.Bridge] {
@@ -89,6 +109,12 @@ func Diff(old, new *Config) ([]Action, error) {
 		np := newP[name]
 		if op, ok := oldP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[np.Bridge] {
 			acts = append(acts, Action{Op: OpAdd, Kind: KindPort, Name: name, Port: &np})
+		}
+	}
+	for _, name := range sortedKeys(newR) {
+		if _, ok := oldR[name]; !ok || replacedR[name] {
+			r := newR[name]
+			acts = append(acts, Action{Op: OpAdd, Kind: KindRouter, Name: name, Router: &r})
 		}
 	}
 	if old.Log != new.Log {
@@ -118,6 +144,10 @@ func (c *Config) Apply(a Action) {
 		c.Bridges = deleteFunc(c.Bridges, func(b BridgeConfig) bool { return b.Name == a.Name })
 	case a.Kind == KindBridge && a.Op == OpAdd:
 		c.Bridges = append(c.Bridges, *a.Bridge)
+	case a.Kind == KindRouter && a.Op == OpRemove:
+		c.Routers = deleteFunc(c.Routers, func(r RouterConfig) bool { return r.Name == a.Name })
+	case a.Kind == KindRouter && a.Op == OpAdd:
+		c.Routers = append(c.Routers, *a.Router)
 	case a.Kind == KindLog:
 		c.Log = *a.Log
 	}
@@ -128,7 +158,7 @@ func (c *Config) Apply(a Action) {
 // reconciles towards c.
 func (c *Config) Startup() *Config {
 	s := c.Clone()
-	s.Bridges, s.Ports = nil, nil
+	s.Bridges, s.Ports, s.Routers = nil, nil, nil
 	return s
 }
 
@@ -205,4 +235,12 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 		}
 	}
 	return out
+}
+
+func routerMap(c *Config) map[string]RouterConfig {
+	m := make(map[string]RouterConfig, len(c.Routers))
+	for _, r := range c.Routers {
+		m[r.Name] = r
+	}
+	return m
 }

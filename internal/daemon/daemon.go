@@ -4,6 +4,8 @@ package daemon
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"sync"
@@ -102,6 +104,14 @@ func (d *Daemon) do(a api.Action) error {
 	case a.Kind == api.KindBridge && a.Op == api.OpAdd:
 		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second,
 			vswitch.BridgeOptions{FDBMax: a.Bridge.FDBMax})
+	case a.Kind == api.KindRouter && a.Op == api.OpRemove:
+		return d.Switch.RemoveRouter(a.Name)
+	case a.Kind == api.KindRouter && a.Op == api.OpAdd:
+		spec, err := RouterSpec(*a.Router)
+		if err != nil {
+			return err
+		}
+		return d.Switch.SetRouter(spec)
 	case a.Kind == api.KindLog:
 		SetLog(d.log.Logger, *a.Log)
 		return nil
@@ -317,4 +327,39 @@ func portOptions(pc api.PortConfig) vswitch.PortOptions {
 		v.Trunks = append(v.Trunks, uint16(t))
 	}
 	return vswitch.PortOptions{VLAN: v}
+}
+
+// RouterSpec turns a validated router config into the switch's form.
+func RouterSpec(rc api.RouterConfig) (vswitch.RouterSpec, error) {
+	spec := vswitch.RouterSpec{Name: rc.Name}
+	for _, ic := range rc.Interfaces {
+		is := vswitch.RouterIfSpec{Name: ic.Name, Bridge: ic.Bridge, VLAN: uint16(ic.VLAN)}
+		if ic.MAC != "" {
+			m, err := net.ParseMAC(ic.MAC)
+			if err != nil || len(m) != 6 {
+				return spec, fmt.Errorf("router %s interface %s: bad mac %q", rc.Name, ic.Name, ic.MAC)
+			}
+			copy(is.MAC[:], m)
+		}
+		for _, a := range ic.Addresses {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return spec, fmt.Errorf("router %s interface %s: %w", rc.Name, ic.Name, err)
+			}
+			is.Addrs = append(is.Addrs, p)
+		}
+		spec.Interfaces = append(spec.Interfaces, is)
+	}
+	for _, rt := range rc.Routes {
+		p, err := netip.ParsePrefix(rt.Prefix)
+		if err != nil {
+			return spec, fmt.Errorf("router %s: %w", rc.Name, err)
+		}
+		via, err := netip.ParseAddr(rt.Via)
+		if err != nil {
+			return spec, fmt.Errorf("router %s: %w", rc.Name, err)
+		}
+		spec.Routes = append(spec.Routes, vswitch.RouteSpec{Prefix: p, Via: via})
+	}
+	return spec, nil
 }
