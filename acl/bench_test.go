@@ -16,7 +16,7 @@ func BenchmarkClassify(b *testing.B) {
 	for _, nports := range []int{1, 64} {
 		for _, n := range []int{10, 1000, 10000} {
 			rules := sgLikeRules(42, n, nports)
-			c, err := Compile(rules)
+			c, err := CompileRules(rules)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -54,7 +54,7 @@ func BenchmarkCompile10k(b *testing.B) {
 	rules := sgLikeRules(42, 10000, 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Compile(rules); err != nil {
+		if _, err := CompileRules(rules); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -109,10 +109,10 @@ type Result struct {
 	Rule   int32
 }
 
-// Compile builds a classifier over rules. It checks the field combinations
+// CompileRules builds a classifier over rules. It checks the field combinations
 // the packed key cannot express (ports need TCP/UDP-like protocols, ICMP
 // fields need ICMP, prefixes need their ethertype).
-func Compile(rules []Rule) (*Classifier, error) {
+func CompileRules(rules []Rule) (*Classifier, error) {
 	for i := range rules {
 		if err := checkRule(&rules[i]); err != nil {
 			return nil, fmt.Errorf("rule %d (%s): %w", i, rules[i].Name, err)

@@ -26,7 +26,7 @@ func TestClassifierMatchesReference(t *testing.T) {
 	for _, n := range []int{1, 10, 100, 1000, 10000} {
 		for _, nports := range []int{1, 4} {
 			rules := sgLikeRules(uint64(n), n, nports)
-			c, err := Compile(rules)
+			c, err := CompileRules(rules)
 			if err != nil {
 				t.Fatal(err)
 			}
