@@ -131,11 +131,11 @@ ports:
 			t.Errorf("%+v: got %v, want %v", tc.p, v.Drop, tc.want)
 		}
 	}
-	// b's group has no egress rule: egress is denied, DHCP still allowed.
+	// b's group has no egress rule: egress is allowed and committed.
 	out := Meta{2, Egress}
 	b := net.HardwareAddr{2, 0, 0, 0, 0, 0x0b}
-	if v := filter(t, s, craft(t, pkt{srcMAC: b, src: "10.10.0.3", dst: "10.10.0.2", dport: 5432}), out, CTNew); v.Drop != DropSGEgress {
-		t.Errorf("egress without rules: %v", v.Drop)
+	if v := filter(t, s, craft(t, pkt{srcMAC: b, src: "10.10.0.3", dst: "10.10.0.2", dport: 5432}), out, CTNew); v.Drop != Pass || !v.Commit {
+		t.Errorf("egress without rules: %v commit %v", v.Drop, v.Commit)
 	}
 	if v := filter(t, s, craft(t, pkt{srcMAC: b, proto: "udp", src: "0.0.0.0", dst: "255.255.255.255", sport: 68, dport: 67}), out, CTNew); v.Drop != Pass {
 		t.Errorf("dhcp discover: %v", v.Drop)
@@ -250,5 +250,30 @@ ports:
 	s.PortSecurity([][]byte{f, f}, []header.Parsed{parse(t, f), parse(t, f)}, []Meta{{1, Ingress}, {2, Egress}}, out, &cnt)
 	if out[0] != Pass || out[1] != Pass {
 		t.Errorf("unchecked packets: %v", out)
+	}
+}
+
+// Once a port's groups have an egress rule, egress is limited to the rules.
+func TestSecurityGroupEgressRulesLimit(t *testing.T) {
+	s := compileYAML(t, `
+security_groups:
+  - name: web
+    rules:
+      - {direction: egress, protocol: tcp, ports: "443", remote: 10.0.0.0/8}
+ports:
+  - {name: a, security_groups: [web]}
+`)
+	out := Meta{1, Egress}
+	for _, tc := range []struct {
+		p    pkt
+		want DropReason
+	}{
+		{pkt{src: "10.10.0.2", dst: "10.1.1.1", dport: 443}, Pass},
+		{pkt{src: "10.10.0.2", dst: "10.1.1.1", dport: 80}, DropSGEgress},
+		{pkt{src: "10.10.0.2", dst: "192.168.1.1", dport: 443}, DropSGEgress},
+	} {
+		if v := filter(t, s, craft(t, tc.p), out, CTNew); v.Drop != tc.want {
+			t.Errorf("%+v: got %v, want %v", tc.p, v.Drop, tc.want)
+		}
 	}
 }

@@ -13,8 +13,11 @@ type Snapshot struct {
 	ACL *Classifier // stateless rules; no match allows
 	SG  *Classifier // per-port union of the port's groups' rules, all Allow
 	// sgPort[port] says the port has security groups (is filtered).
-	sgPort  []bool
-	portSec []*portSec // by port id; nil: no port security
+	sgPort []bool
+	// egressOpen[port]: none of the port's groups has an egress rule, so
+	// egress is allowed (and committed, so replies come back).
+	egressOpen []bool
+	portSec    []*portSec // by port id; nil: no port security
 }
 
 // Compile validates c and builds a snapshot; ports maps port names to
@@ -140,6 +143,15 @@ func compileConfig(c *Config, ports map[string]uint16) (*Snapshot, error) {
 	}
 	var sgRules []Rule
 	for _, pg := range withGroups {
+		open := true
+		for _, g := range pg.groups {
+			for _, sr := range parsed[groups[g]] {
+				open = open && sr.Dir != Egress
+			}
+		}
+		if open {
+			setAt(&snap.egressOpen, pg.id, true)
+		}
 		for _, g := range pg.groups {
 			for _, sr := range parsed[groups[g]] {
 				r := sr.Rule

@@ -108,9 +108,11 @@ func (s *Snapshot) PortSecurity(frames [][]byte, ps []header.Parsed, meta []Meta
 // not filtered): established and related packets pass without a lookup;
 // invalid ones drop; new ones pass if a rule of the port's groups allows
 // them (ingress rules for traffic to the guest, egress rules for traffic
-// from it) and are marked Commit; the rest drop. A group with no egress
-// rule denies egress: unlike OpenStack, which adds allow-all egress rules
-// to every new group, the config says so explicitly. Whatever the rules,
+// from it) and are marked Commit; the rest drop. Ingress is denied unless
+// a rule allows it; egress is allowed while none of the port's groups has
+// an egress rule, and limited to the egress rules once one does (an
+// OpenStack group's default allow-all egress rules behave the same way).
+// Whatever the rules,
 // DHCP and IPv6 neighbour discovery pass (alwaysAllowed), as with
 // neutron's firewall drivers. Security groups filter IP only: ARP and
 // other EtherTypes pass this stage (port security checks what a guest
@@ -155,6 +157,9 @@ func (s *Snapshot) sgDecide(p *header.Parsed, m Meta, ct []CTState, i int, run *
 	}
 	if alwaysAllowed(p, m.Dir) {
 		return Pass, -1, false
+	}
+	if m.Dir == Egress && int(m.Port) < len(s.egressOpen) && s.egressOpen[m.Port] {
+		return Pass, -1, true
 	}
 	r := s.SG.Lookup(p, m)
 	run.add(s.SG, r.Rule)
