@@ -56,7 +56,7 @@ type Meta struct {
 
 // Hdr is a decoded virtio_net_hdr.
 type Hdr struct {
-	Flags, GSOType                          uint8
+	Flags, GSOType                         uint8
 	HdrLen, GSOSize, CsumStart, CsumOffset uint16
 }
 
