@@ -77,4 +77,3 @@ func TestGuestsTCPOffloadMatrix(t *testing.T) {
 		})
 	}
 }
-
