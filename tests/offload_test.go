@@ -14,24 +14,27 @@ const noOffloads = ",csum=off,guest_csum=off,host_tso4=off,host_tso6=off,host_ec
 
 // 10 MiB of TCP between two Linux guests arrives intact whichever side
 // has offloads: TSO segments go whole to a guest that takes them, and are
-// segmented and checksummed by the switch for one that does not.
+// segmented and checksummed by the switch for one that does not (split
+// rings, and packed for the segmenting case).
 func TestGuestsTCPOffloadMatrix(t *testing.T) {
 	guestPrereqs(t)
 	for _, c := range []struct {
 		name       string
 		txOn, rxOn bool
+		dev        string
 	}{
-		{"both_on", true, true},
-		{"sender_on_receiver_off", true, false},
-		{"sender_off_receiver_on", false, true},
+		{"both_on", true, true, ""},
+		{"sender_on_receiver_off", true, false, ""},
+		{"sender_off_receiver_on", false, true, ""},
+		{"packed_sender_on_receiver_off", true, false, ",packed=on"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
 			devOpts := func(on bool) string {
 				if on {
-					return ""
+					return c.dev
 				}
-				return noOffloads
+				return c.dev + noOffloads
 			}
 			rx := testutil.StartGuest(t, testutil.GuestOptions{Name: "rx", Socket: sw.Dir + "/vm2.sock",
 				MAC: "52:54:00:00:00:02", IP: "10.0.0.2/24", Role: "tcprecv", DevOpts: devOpts(c.rxOn), Dir: sw.Dir})
