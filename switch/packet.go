@@ -6,6 +6,7 @@ package vswitch
 import (
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/switch/offload"
 	"github.com/vswitch/vswitch/virtio"
 )
 
@@ -32,8 +33,11 @@ type Packet struct {
 	NSegs int
 	desc  uint16 // the sender's descriptor head, returned on release
 	local bool   // made by the switch (RARP): nothing to release
-	Head  [HeadLen]byte
-	Segs  [virtio.MaxSegs][]byte
+	// Off is what the sender's virtio-net header asked for (a partial
+	// checksum, TCP segmentation), validated; zero for complete frames.
+	Off  offload.Meta
+	Head [HeadLen]byte
+	Segs [virtio.MaxSegs][]byte
 }
 
 // Batch is a worker's batch of packets from one input queue.
@@ -63,6 +67,7 @@ const (
 	DropPortFault
 	DropFrameTooLarge
 	DropNoTxFrame // an AF_XDP port's TX ring or transmit frames are all in use
+	DropBadOffload
 	NumDropReasons
 )
 
@@ -78,6 +83,7 @@ var dropNames = [NumDropReasons]string{
 	DropPortFault:        "port_memory_fault",
 	DropFrameTooLarge:    "frame_exceeds_mtu",
 	DropNoTxFrame:        "no_tx_frame",
+	DropBadOffload:       "bad_offload_header",
 }
 
 func init() {
