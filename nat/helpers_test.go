@@ -83,7 +83,9 @@ func build(t testing.TB, s seg, proto layers.IPProtocol) []byte {
 	ipl, nl, et := ipLayer(s.src, s.dst, proto)
 	b := serialize(t, append([]gopacket.SerializableLayer{eth(et), ipl}, l4Layers(s, proto, nl)...)...)
 	if s.noUDPChecksum {
-		b[len(b)-s.payload-2], b[len(b)-s.payload-1] = 0, 0
+		var p header.Parsed
+		header.Parse(b, len(b), &p)
+		b[p.L4+6], b[p.L4+7] = 0, 0
 	}
 	return b
 }
@@ -115,6 +117,11 @@ func echoPkt(t testing.TB, src, dst string, id uint16, reply bool) []byte {
 // ICMP destination unreachable from src to dst.
 func icmpErr(t testing.TB, src, dst string, inner []byte) []byte {
 	ipPkt := inner[header.EthernetLen:]
+	if ipPkt[0]>>4 == 4 {
+		ipPkt = ipPkt[:header.IPv4(ipPkt).TotalLen()]
+	} else {
+		ipPkt = ipPkt[:header.IPv6Len+int(header.IPv6(ipPkt).PayloadLen())]
+	}
 	if netip.MustParseAddr(src).Is4() {
 		ipl, _, et := ipLayer(src, dst, layers.IPProtocolICMPv4)
 		return serialize(t, eth(et), ipl, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload(ipPkt))
@@ -143,7 +150,7 @@ func checkSums(t testing.TB, b []byte) {
 func reserialize(t testing.TB, b []byte, first gopacket.LayerType) {
 	t.Helper()
 	pk := gopacket.NewPacket(b, first, gopacket.Default)
-	if el := pk.ErrorLayer(); el != nil {
+	if el := pk.ErrorLayer(); el != nil && pk.TransportLayer() == nil {
 		t.Fatalf("gopacket: %v", el.Error())
 	}
 	var ls []gopacket.SerializableLayer
@@ -160,6 +167,9 @@ func reserialize(t testing.TB, b []byte, first gopacket.LayerType) {
 			nl = x
 		case *layers.TCP:
 			x.SetNetworkLayerForChecksum(nl)
+			ls = append(ls, x, gopacket.Payload(x.Payload))
+			stop = true
+			continue
 		case *layers.UDP:
 			if x.Checksum == 0 && nl.LayerType() == layers.LayerTypeIPv4 {
 				ls = append(ls, gopacket.Payload(b[len(b)-len(x.Contents)-len(x.Payload):]))
@@ -167,6 +177,9 @@ func reserialize(t testing.TB, b []byte, first gopacket.LayerType) {
 				continue
 			}
 			x.SetNetworkLayerForChecksum(nl)
+			ls = append(ls, x, gopacket.Payload(x.Payload))
+			stop = true
+			continue
 		case *layers.ICMPv6:
 			x.SetNetworkLayerForChecksum(nl)
 		case *layers.ICMPv4:
