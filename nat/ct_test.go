@@ -62,8 +62,7 @@ func TestTCPHandshakeAndCloseBothSides(t *testing.T) {
 			if res.Reason != ReasonTCPFlags {
 				t.Fatalf("reason %v", res.Reason)
 			}
-			for r.tab.Sweep(r.now) > 0 {
-			}
+			sweepAll(r)
 			if r.tab.Len() != 0 {
 				t.Fatalf("%d connections after expiry", r.tab.Len())
 			}
@@ -217,8 +216,7 @@ func TestTableFullAndZoneLimit(t *testing.T) {
 	}
 	// Expiry frees the room.
 	r.now += 31
-	for r.tab.Sweep(r.now) > 0 {
-	}
+	sweepAll(r)
 	if r.tab.Len() != 0 || r.tab.ZoneLen(7) != 0 {
 		t.Fatalf("len %d after expiry", r.tab.Len())
 	}

@@ -278,3 +278,10 @@ func addrs(t testing.TB, b []byte) (src, dst netip.Addr, sp, dp uint16) {
 	}
 	return netip.AddrFrom16(p.Src), netip.AddrFrom16(p.Dst), p.SrcPort, p.DstPort
 }
+
+// sweepAll runs Sweep over the whole entry array.
+func sweepAll(r *rig) {
+	for range len(r.tab.conns)/r.tab.cfg.SweepBatch + 1 {
+		r.tab.Sweep(r.now)
+	}
+}

@@ -218,7 +218,11 @@ func hash(k *key, seed *[6]uint64) uint64 {
 	a := mum(k[0]^seed[0], k[1]^seed[1])
 	b := mum(k[2]^seed[2], k[3]^seed[3])
 	c := mum(k[4]^seed[4], a^seed[5])
-	return mum(b^seed[5], c^seed[0])
+	h := mum(b^seed[5], c^seed[0])
+	// splitmix64's finalizer: the bucket index takes the low bits.
+	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
 func mum(a, b uint64) uint64 {

@@ -178,7 +178,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 }
 
 func TestPortExhaustionAndReuse(t *testing.T) {
-	r := newRig(t, Config{Capacity: 70000, SweepBatch: 4096})
+	r := newRig(t, Config{Capacity: 70000})
 	rs, err := Compile(r.tab, "nat", []RuleConfig{{Type: "snat", Source: "10.10.0.0/16", To: "10.20.0.1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -209,8 +209,7 @@ func TestPortExhaustionAndReuse(t *testing.T) {
 		t.Fatalf("tcp: %v", res.Reason)
 	}
 	r.now += 31
-	for r.tab.Sweep(r.now) > 0 {
-	}
+	sweepAll(r)
 	if got := r.tab.PortsInUse(netip.MustParseAddr("10.20.0.1"), header.ProtoUDP); got != 0 {
 		t.Fatalf("%d ports in use after expiry", got)
 	}

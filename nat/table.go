@@ -38,7 +38,7 @@ import (
 
 const (
 	slotsPerBucket = 7
-	maxProbe       = 8 // buckets an entry may sit from its home bucket
+	maxProbe       = 32 // buckets an entry may sit from its home bucket (linear probing clusters)
 	maxShards      = 256
 )
 
