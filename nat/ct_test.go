@@ -277,3 +277,20 @@ func TestLookupAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per batch", n)
 	}
 }
+
+// An ICMP error whose IP length cuts its embedded packet short, with the
+// rest of the frame as padding, must not be read past its end.
+func TestICMPErrorShortLength(t *testing.T) {
+	r := natRig(t)
+	b := udpPkt(t, "10.10.0.5", "8.8.8.8", 3000, 53)
+	r.send(b)
+	e := icmpErr(t, "7.7.7.7", "10.20.0.1", b)
+	e[header.EthernetLen+2], e[header.EthernetLen+3] = 0, 20+8+12 // 12 bytes of the embedded header
+	e[header.EthernetLen+10], e[header.EthernetLen+11] = 0, 0
+	ip := header.IPv4(e[header.EthernetLen:])
+	ip.SetChecksum(ip.ComputeChecksum())
+	res := r.send(e)
+	if res.Reason != ReasonInvalid {
+		t.Fatalf("short embedded header: %s %v", stateString(res.State), res.Reason)
+	}
+}

@@ -155,6 +155,7 @@ func packetKey(b []byte, p *header.Parsed, zone uint16, k *key) keyKind {
 // reverse of its key in k. The embedded packet must be whole up to its
 // ports within the head b.
 func innerKey(b []byte, p *header.Parsed, zone uint16, fl uint8, k *key) keyKind {
+	b = b[:min(len(b), ipEnd(b, p))] // never read past the outer packet (padding)
 	off := int(p.L4) + header.ICMPLen
 	var proto uint8
 	var l4 int
@@ -228,4 +229,13 @@ func hash(k *key, seed *[6]uint64) uint64 {
 func mum(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo
+}
+
+// ipEnd is the offset just past the IP packet of a parsed frame.
+func ipEnd(b []byte, p *header.Parsed) int {
+	l3 := int(p.L3)
+	if p.EthType == header.EtherTypeIPv4 {
+		return l3 + int(header.IPv4(b[l3:]).TotalLen())
+	}
+	return l3 + header.IPv6Len + int(header.IPv6(b[l3:]).PayloadLen())
 }

@@ -367,16 +367,12 @@ func put16(b []byte, off int, v, c uint16) uint16 {
 func (w *Worker) rewriteError(b []byte, p *header.Parsed, cur, tgt *key) {
 	l3, l4 := int(p.L3), int(p.L4)
 	v6 := cur.v6()
-	var ipEnd int
 	n, so, do := 4, 12, 16
 	if v6 {
 		n, so, do = 16, 8, 24
-		ipEnd = l3 + header.IPv6Len + int(header.IPv6(b[l3:]).PayloadLen())
-	} else {
-		ipEnd = l3 + int(header.IPv4(b[l3:]).TotalLen())
 	}
 	in := l4 + header.ICMPLen
-	end := min(len(b), ipEnd)
+	end := min(len(b), ipEnd(b, p))
 	icmp := header.ICMP(b[l4:])
 	ic := icmp.Checksum()
 	before := header.Fold(header.Sum(b[in:end], 0))
