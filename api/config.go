@@ -102,6 +102,10 @@ type PortConfig struct {
 	Mode       string `mapstructure:"mode" json:"mode,omitempty"`
 	Queues     int    `mapstructure:"queues" json:"queues,omitempty"`
 	SocketMode string `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	// Offloads false withholds the checksum and TSO features from a
+	// vhost-user guest (default on). An afxdp port always sends complete
+	// frames.
+	Offloads *bool `mapstructure:"offloads" json:"offloads,omitempty"`
 	// Device is an afxdp port's network interface. Its Queues is how many
 	// NIC queues it uses, from queue 0 (0: every queue of the device).
 	Device string `mapstructure:"device" json:"device,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/afxdp"
+	"github.com/vswitch/vswitch/switch/offload"
 )
 
 // AFXDPOptions configure an AF_XDP port.
@@ -252,6 +253,7 @@ func (p *AFXDPPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 		pkt.NHead = copy(pkt.Head[HeadRoom:], frame)
 		pkt.local = false
 		pkt.NSegs = 0
+		pkt.Offload = offload.Meta{} // nothing tells an XDP socket of partial checksums
 		if pkt.Len > HeadLen {
 			pkt.Segs[0] = frame[HeadLen:]
 			pkt.NSegs = 1
@@ -341,21 +343,32 @@ func (p *AFXDPPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 		}
 		s.Comp.Release(n)
 	}
-	room := int(s.TX.Reserve(uint32(min(len(sel), len(xq.free)))))
+	// A NIC gets complete frames: TCP segments a guest left to TSO are
+	// cut here, each to its own frame.
+	frames := 0
+	for _, i := range sel {
+		frames += b.Pkts[i].Offload.Segments(b.Pkts[i].Len)
+	}
+	room := int(s.TX.Reserve(uint32(min(frames, len(xq.free)))))
 	umem := s.UMEM
 	fsz := uint64(s.FrameSize)
 	var j, tooLong int
 	var bytes uint64
 	for k, i := range sel {
+		pkt := &b.Pkts[i]
+		if pkt.Offload.SegLen(pkt.Len) > xq.maxFrame {
+			tooLong++
+			continue
+		}
+		if pkt.Offload.GSO != offload.GSONone {
+			j, bytes = xq.putSegments(pkt, j, room, bytes, c)
+			continue
+		}
 		if j == room {
 			c.Drops[DropNoTxFrame].Add(uint64(len(sel) - k))
 			break
 		}
-		pkt := &b.Pkts[i]
-		if pkt.Len > xq.maxFrame {
-			tooLong++
-			continue
-		}
+		offload.Complete(&pkt.Offload, pkt.HeadBytes(), pkt.Segs[:pkt.NSegs], pkt.Len)
 		addr := xq.free[len(xq.free)-1]
 		xq.free = xq.free[:len(xq.free)-1]
 		dst := umem[addr : addr+fsz]
@@ -382,4 +395,31 @@ func (p *AFXDPPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)
 		c.TxPackets.Add(uint64(j))
 		c.TxBytes.Add(bytes)
 	}
+}
+
+// putSegments cuts a GSO frame into TX frames j, j+1, ... (up to room),
+// each written straight into its UMEM frame, and returns the next j and
+// the bytes so far. Segments that find no frame are counted.
+func (xq *xskQueue) putSegments(pkt *Packet, j, room int, bytes uint64, c *PortCounters) (int, uint64) {
+	s := xq.s
+	m := &pkt.Offload
+	head, segs := pkt.HeadBytes(), pkt.Segs[:pkt.NSegs]
+	hl := int(m.HdrLen)
+	n := m.Segments(pkt.Len)
+	for i := 0; i < n; i++ {
+		if j == room {
+			c.Drops[DropNoTxFrame].Add(uint64(n - i))
+			break
+		}
+		addr := xq.free[len(xq.free)-1]
+		xq.free = xq.free[:len(xq.free)-1]
+		dst := s.UMEM[addr : addr+uint64(s.FrameSize)]
+		m.SegHeader(dst[:hl], head, segs, pkt.Len, i)
+		off, pl := m.SegPayload(pkt.Len, i)
+		offload.CopyRange(dst[hl:hl+pl], head, segs, off)
+		s.TX.Set(uint32(j), addr, uint32(hl+pl))
+		bytes += uint64(hl + pl)
+		j++
+	}
+	return j, bytes
 }

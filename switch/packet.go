@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vswitch/vswitch/switch/header"
+	"github.com/vswitch/vswitch/switch/offload"
 	"github.com/vswitch/vswitch/virtio"
 )
 
@@ -40,6 +41,10 @@ type Packet struct {
 	NSegs int
 	desc  uint16 // the sender's descriptor head, returned on release
 	local bool   // made by the switch (RARP): nothing to release
+	// Offload is what the sender's virtio-net header asked for (a partial
+	// checksum, TCP segmentation), validated; zero for complete frames.
+	// Its offsets count from the frame start (Head[Off]).
+	Offload offload.Meta
 	Head  [HeadRoom + HeadLen]byte
 	Segs  [virtio.MaxSegs][]byte
 }
@@ -84,6 +89,7 @@ const (
 	DropTTLExceeded        // TTL or hop limit would reach 0
 	DropNoRoute            // no FIB entry for the destination
 	DropNeighborUnresolved // the next hop's MAC is not known yet (an ARP/NS is sent)
+	DropBadOffload
 	NumDropReasons
 )
 
@@ -109,6 +115,7 @@ var dropNames = [NumDropReasons]string{
 	DropTTLExceeded:        "ttl_exceeded",
 	DropNoRoute:            "no_route",
 	DropNeighborUnresolved: "neighbor_unresolved",
+	DropBadOffload:         "bad_offload_header",
 }
 
 // parseDrop maps a parser error to its drop reason.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/switch/offload"
 	"github.com/vswitch/vswitch/vhostuser"
 	"github.com/vswitch/vswitch/virtio"
 )
@@ -115,7 +116,12 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
 		b.N++
 	}
-	if finishReceive(b, first, hdrLen, &drops, c) == 0 {
+	var bad [BatchSize]uint16
+	nbad := finishReceive(b, first, hdrLen, senderOf(st), &drops, c, &bad)
+	for _, d := range bad[:nbad] {
+		txq.PutUsed(d, 0)
+	}
+	if b.N == 0 {
 		txq.Flush() // return refused chains now
 	}
 	return b.N
@@ -162,7 +168,12 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
 		b.N++
 	}
-	if finishReceive(b, first, hdrLen, &drops, c) == 0 {
+	var bad [BatchSize]uint16
+	nbad := finishReceive(b, first, hdrLen, senderOf(st), &drops, c, &bad)
+	for _, d := range bad[:nbad] {
+		txq.PutUsed(d, 0)
+	}
+	if b.N == 0 {
 		txq.Flush() // return refused chains now
 	}
 	return b.N
@@ -171,8 +182,11 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 // finishReceive is what receiveSplit and receivePacked share after their
 // chain walks: touch every frame's first bytes in a loop that does nothing
 // else, so as many misses as the core can hold are in flight at once, then
-// copy the heads out and count. It returns b.N.
-func finishReceive(b *Batch, first, hdrLen int, drops *[NumDropReasons]uint64, c *PortCounters) int {
+// copy the virtio-net headers and the heads out, check the offloads the
+// headers ask for, and count. Frames with a header that does not fit
+// their frame leave the batch: their descriptor heads are put in bad for
+// the caller to return; it returns how many.
+func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReasons]uint64, c *PortCounters, bad *[BatchSize]uint16) int {
 	// The virtio-net header often ends one cache line and the frame starts
 	// the next: touch both ends of what gather copies.
 	var touch byte
@@ -182,23 +196,40 @@ func finishReceive(b *Batch, first, hdrLen int, drops *[NumDropReasons]uint64, c
 	}
 	sink += touch
 	var bytes uint64
+	var refused [BatchSize]bool
+	nbad := 0
 	for i := first; i < b.N; i++ {
 		pkt := &b.Pkts[i]
-		pkt.trim(hdrLen)
+		var vh [12]byte
+		pkt.gather(vh[:hdrLen])
 		pkt.Off = HeadRoom
 		pkt.NHead = pkt.gather(pkt.Head[HeadRoom : HeadRoom+min(pkt.Len, HeadLen)])
+		pkt.Offload = offload.Meta{}
+		if snd.on && vh[0]|vh[1] != 0 { // flags or gso_type: a request
+			m, ok := offload.Check(offload.DecodeHdr(vh[:]), snd.s, pkt.HeadBytes(), pkt.Len)
+			if !ok {
+				refused[i], bad[nbad] = true, pkt.desc
+				nbad++
+				continue
+			}
+			pkt.Offload = m
+		}
 		bytes += uint64(pkt.Len)
+	}
+	if nbad > 0 {
+		drops[DropBadOffload] += uint64(nbad)
+		b.N = compact(b, first, &refused)
 	}
 	for r, n := range drops {
 		if n != 0 {
 			c.Drops[r].Add(n)
 		}
 	}
-	if b.N > 0 {
-		c.RxPackets.Add(uint64(b.N))
+	if b.N > first {
+		c.RxPackets.Add(uint64(b.N - first))
 		c.RxBytes.Add(bytes)
 	}
-	return b.N
+	return nbad
 }
 
 // sink and sinkDesc keep the touch loads from being optimized away.
@@ -250,6 +281,7 @@ func (p *VhostPort) injectRARP(b *Batch, c *PortCounters) {
 	n := buildRARP(pkt.Head[HeadRoom:], mac)
 	pkt.Off = HeadRoom
 	pkt.Len, pkt.NHead, pkt.NSegs, pkt.local = n, n, 0, true
+	pkt.Offload = offload.Meta{}
 	b.N++
 	c.RxPackets.Add(1)
 	c.RxBytes.Add(uint64(n))
@@ -385,10 +417,11 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 type txTally struct {
 	sent, bytes, noBuf, small, bad, tooBig uint64
 	maxLen                                 int // largest frame the guest's MTU allows
+	caps                                   offload.Caps
 }
 
 func newTxTally(st *vhostuser.State) txTally {
-	t := txTally{maxLen: 1 << 30}
+	t := txTally{maxLen: 1 << 30, caps: receiverCaps(st.Features)}
 	if st.MTU > 0 {
 		t.maxLen = st.MTU + EthHdrLen + 4 // room for one VLAN tag
 	}
@@ -424,48 +457,57 @@ func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueu
 	w.nout, w.nd = 0, 0
 	for ; k < len(sel); k++ {
 		pkt := &b.Pkts[sel[k]]
-		if pkt.Len > t.maxLen {
-			t.tooBig++
-			continue
-		}
-		need := hdrLen + pkt.Len
-		first, got := w.nd, 0
-		for got < need {
-			if rxq.Pending() == 0 {
-				w.giveBack(rxq, first)
-				t.noBuf += uint64(len(sel) - k)
-				return len(sel), false
+		nf, pass := t.plan(pkt)
+	frames: // one frame, or the segments of a frame segmented in software
+		for s := w.resume; s < nf; s++ {
+			flen := pkt.Len
+			if !pass {
+				flen = segFrameLen(pkt, s)
 			}
-			if w.nd == len(w.dst) {
-				w.giveBack(rxq, first)
-				if first == 0 { // one frame needs more chains than we hold
+			need := hdrLen + flen
+			first, got := w.nd, 0
+			if w.nout == len(w.out) {
+				w.resume = s
+				return k, true
+			}
+			for got < need {
+				if rxq.Pending() == 0 {
+					w.giveBack(rxq, first)
+					t.noBuf += uint64(len(sel) - k)
+					w.resume = 0
+					return len(sel), false
+				}
+				if w.nd == len(w.dst) {
+					w.giveBack(rxq, first)
+					w.resume = s
+					if first == 0 { // one frame needs more chains than we hold
+						t.small++
+						k++
+						w.resume = 0
+					}
+					return k, k < len(sel)
+				}
+				d := &w.dst[w.nd]
+				head, nseg, room, cerr := rxq.Next(&d.segs, true)
+				if cerr != virtio.ChainOK {
+					t.bad++
+					if cerr != virtio.ChainBadHead {
+						rxq.PutUsed(head, 0)
+					}
+					continue
+				}
+				if !mrg && room < need {
+					rxq.Unpop()
 					t.small++
-					k++
+					break frames // refused: the rest of its segments too
 				}
-				return k, k < len(sel)
+				d.head, d.nseg, d.room = head, nseg, room
+				w.nd++
+				got += room
 			}
-			d := &w.dst[w.nd]
-			head, nseg, room, cerr := rxq.Next(&d.segs, true)
-			if cerr != virtio.ChainOK {
-				t.bad++
-				if cerr != virtio.ChainBadHead {
-					rxq.PutUsed(head, 0)
-				}
-				continue
-			}
-			if !mrg && room < need {
-				rxq.Unpop()
-				t.small++
-				break
-			}
-			d.head, d.nseg, d.room = head, nseg, room
-			w.nd++
-			got += room
+			w.claimFrame(pkt, sel[k], s, pass, first, hdrLen)
 		}
-		if got < need {
-			continue // refused above
-		}
-		w.claimFrame(pkt, sel[k], first, hdrLen)
+		w.resume = 0
 	}
 	return k, false
 }
@@ -478,17 +520,20 @@ func (w *Worker) giveBack(rxq *virtio.SplitQueue, first int) {
 	}
 }
 
-// claimFrame records that frame pkt (index i of the batch) goes into the
-// chains taken since first, and writes the virtio-net header and the last
-// head byte now: the stores take the lines from the guest's CPU while later
-// chains are walked, and pass 2 copies into lines it owns.
-func (w *Worker) claimFrame(pkt *Packet, i uint16, first, hdrLen int) {
+// claimFrame records that frame pkt (index i of the batch; segment seg of
+// it unless whole) goes into the chains taken since first, and writes the
+// virtio-net header and the last head byte now: the stores take the lines
+// from the guest's CPU while later chains are walked, and pass 2 copies
+// into lines it owns. A whole frame's header passes its offload request
+// on; a segment's header is plain.
+func (w *Worker) claimFrame(pkt *Packet, i uint16, seg int, whole bool, first, hdrLen int) {
 	o := &w.out[w.nout]
 	w.nout++
 	o.pkt, o.first, o.n = i, uint16(first), uint16(w.nd-first)
+	o.seg, o.whole = int32(seg), whole
 	o.hdrDone = false
 	if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
-		putNetHdr(s0, hdrLen, int(o.n))
+		putNetHdr(s0, hdrLen, int(o.n), &pkt.Offload, whole)
 		o.hdrDone = true
 		if end := hdrLen + pkt.NHead; end <= len(s0) {
 			s0[end-1] = pkt.Head[pkt.Off+pkt.NHead-1]
@@ -504,14 +549,24 @@ func (w *Worker) copyOut(b *Batch, hdrLen int, t *txTally) {
 		o := &w.out[k]
 		pkt := &b.Pkts[o.pkt]
 		chains := w.dst[o.first : o.first+o.n]
-		scatter(chains, hdrLen, o.hdrDone, pkt)
-		left := hdrLen + pkt.Len
+		var flen int
+		if o.whole {
+			scatter(chains, hdrLen, o.hdrDone, pkt, true, pkt.HeadBytes(), pkt.NHead, pkt.Len-pkt.NHead)
+			flen = pkt.Len
+		} else {
+			hl := int(pkt.Offload.HdrLen)
+			pkt.Offload.SegHeader(w.segHdr[:hl], pkt.HeadBytes(), pkt.Segs[:pkt.NSegs], pkt.Len, int(o.seg))
+			off, n := pkt.Offload.SegPayload(pkt.Len, int(o.seg))
+			scatter(chains, hdrLen, o.hdrDone, pkt, false, w.segHdr[:hl], off, n)
+			flen = hl + n
+		}
+		left := hdrLen + flen
 		for c := range chains {
 			chains[c].written = uint32(min(chains[c].room, left))
 			left -= int(chains[c].written)
 		}
 		t.sent++
-		t.bytes += uint64(pkt.Len)
+		t.bytes += uint64(flen)
 	}
 	w.nout = 0
 }
@@ -522,48 +577,57 @@ func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.Pac
 	w.nout, w.nd = 0, 0
 	for ; k < len(sel); k++ {
 		pkt := &b.Pkts[sel[k]]
-		if pkt.Len > t.maxLen {
-			t.tooBig++
-			continue
-		}
-		need := hdrLen + pkt.Len
-		first, got := w.nd, 0
-		for got < need {
-			if rxq.Pending() == 0 {
-				w.giveBackPacked(rxq, first)
-				t.noBuf += uint64(len(sel) - k)
-				return len(sel), false
+		nf, pass := t.plan(pkt)
+	frames: // one frame, or the segments of a frame segmented in software
+		for s := w.resume; s < nf; s++ {
+			flen := pkt.Len
+			if !pass {
+				flen = segFrameLen(pkt, s)
 			}
-			if w.nd == len(w.dst) {
-				w.giveBackPacked(rxq, first)
-				if first == 0 { // one frame needs more chains than we hold
+			need := hdrLen + flen
+			first, got := w.nd, 0
+			if w.nout == len(w.out) {
+				w.resume = s
+				return k, true
+			}
+			for got < need {
+				if rxq.Pending() == 0 {
+					w.giveBackPacked(rxq, first)
+					t.noBuf += uint64(len(sel) - k)
+					w.resume = 0
+					return len(sel), false
+				}
+				if w.nd == len(w.dst) {
+					w.giveBackPacked(rxq, first)
+					w.resume = s
+					if first == 0 { // one frame needs more chains than we hold
+						t.small++
+						k++
+						w.resume = 0
+					}
+					return k, k < len(sel)
+				}
+				d := &w.dst[w.nd]
+				head, nseg, room, cerr := rxq.Next(&d.segs, true)
+				if cerr != virtio.ChainOK {
+					t.bad++
+					if cerr != virtio.ChainBadHead {
+						rxq.PutUsed(head, 0)
+					}
+					continue
+				}
+				if !mrg && room < need {
+					rxq.Unpop()
 					t.small++
-					k++
+					break frames // refused: the rest of its segments too
 				}
-				return k, k < len(sel)
+				d.head, d.nseg, d.room = head, nseg, room
+				w.nd++
+				got += room
 			}
-			d := &w.dst[w.nd]
-			head, nseg, room, cerr := rxq.Next(&d.segs, true)
-			if cerr != virtio.ChainOK {
-				t.bad++
-				if cerr != virtio.ChainBadHead {
-					rxq.PutUsed(head, 0)
-				}
-				continue
-			}
-			if !mrg && room < need {
-				rxq.Unpop()
-				t.small++
-				break
-			}
-			d.head, d.nseg, d.room = head, nseg, room
-			w.nd++
-			got += room
+			w.claimFrame(pkt, sel[k], s, pass, first, hdrLen)
 		}
-		if got < need {
-			continue // refused above
-		}
-		w.claimFrame(pkt, sel[k], first, hdrLen)
+		w.resume = 0
 	}
 	return k, false
 }
@@ -605,29 +669,30 @@ func pickRx(st *vhostuser.State, wid int) (int, *virtio.SplitQueue) {
 	return 0, nil
 }
 
-// putNetHdr writes a virtio-net header with no offloads and numBuffers
-// (the field exists in the 12-byte header) into b.
-func putNetHdr(b []byte, hdrLen, numBuffers int) {
-	binary.LittleEndian.PutUint64(b[0:8], 0)
+// putNetHdr writes a virtio-net header into b: m's offload request when
+// pass is set, else none, and numBuffers (the field exists in the 12-byte
+// header).
+func putNetHdr(b []byte, hdrLen, numBuffers int, m *offload.Meta, pass bool) {
+	offload.PutHdr(b, m, pass)
 	if hdrLen == 12 {
-		binary.LittleEndian.PutUint32(b[8:12], uint32(numBuffers)<<16) // num_buffers at offset 10
-	} else {
-		binary.LittleEndian.PutUint16(b[8:10], 0)
+		binary.LittleEndian.PutUint16(b[10:12], uint16(numBuffers))
 	}
 }
 
-// scatter writes the virtio-net header (unless hdrDone) and then the frame
-// into the receive chains, which hold at least hdrLen+pkt.Len together.
-func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet) {
-	ci, di, off := 0, 0, 0
+// scatter writes the virtio-net header (unless hdrDone), then head, then
+// bytes [off, off+n) of pkt's frame into the receive chains, which hold
+// all of it together. A whole frame is its Head and the rest; a segment
+// made in software is its own headers and a slice of the payload.
+func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet, pass bool, head []byte, off, n int) {
+	ci, di, co := 0, 0, 0
 	put := func(src []byte) {
 		for len(src) > 0 {
 			seg := chains[ci].segs[di]
-			n := copy(seg[off:], src)
-			src = src[n:]
-			off += n
-			if off == len(seg) {
-				off = 0
+			c := copy(seg[co:], src)
+			src = src[c:]
+			co += c
+			if co == len(seg) {
+				co = 0
 				if di++; di == chains[ci].nseg {
 					ci, di = ci+1, 0
 				}
@@ -635,21 +700,36 @@ func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet) {
 		}
 	}
 	if hdrDone { // pass 1 wrote it into the first segment: step over it
-		off = hdrLen
-		if off == len(chains[0].segs[0]) {
-			off = 0
+		co = hdrLen
+		if co == len(chains[0].segs[0]) {
+			co = 0
 			if di++; di == chains[0].nseg {
 				ci, di = 1, 0
 			}
 		}
 	} else {
 		var hdr [12]byte
-		putNetHdr(hdr[:], hdrLen, len(chains))
+		putNetHdr(hdr[:], hdrLen, len(chains), &pkt.Offload, pass)
 		put(hdr[:hdrLen])
 	}
-	put(pkt.HeadBytes())
-	for s := 0; s < pkt.NSegs; s++ {
-		put(pkt.Segs[s])
+	put(head)
+	if off < pkt.NHead {
+		c := min(n, pkt.NHead-off)
+		put(pkt.HeadBytes()[off : off+c])
+		off, n = pkt.NHead, n-c
+	}
+	off -= pkt.NHead
+	for s := 0; s < pkt.NSegs && n > 0; s++ {
+		seg := pkt.Segs[s]
+		if off >= len(seg) {
+			off -= len(seg)
+			continue
+		}
+		seg = seg[off:]
+		off = 0
+		c := min(n, len(seg))
+		put(seg[:c])
+		n -= c
 	}
 }
 

@@ -137,9 +137,11 @@ func (p *Packet) setTag(tagged bool, tci uint16) {
 		binary.BigEndian.PutUint16(h[o+12:], 0x8100)
 		binary.BigEndian.PutUint16(h[o+14:], tci)
 		p.Off, p.NHead, p.Len = o, p.NHead+4, p.Len+4
+		p.Offload.Shift(4)
 	case has:
 		copy(h[o+4:o+16], h[o:o+12])
 		p.Off, p.NHead, p.Len = o+4, p.NHead-4, p.Len-4
+		p.Offload.Shift(-4)
 	}
 }
 

@@ -25,8 +25,13 @@ type Worker struct {
 	// which chains each frame uses (several with MRG_RXBUF).
 	dst  [4 * BatchSize]rxChain
 	nd   int
-	out  [BatchSize]rxFrame
+	out  [4 * BatchSize]rxFrame // a frame segmented in software is several
 	nout int
+	// resume is the segment of the first frame to place when a transmit
+	// goes on after the chain array filled up; segHdr holds the headers
+	// of the segment being copied.
+	resume int
+	segHdr [HeadLen]byte
 	pipe pipe
 
 	// The queues this worker polls, rebuilt when the config changes.
@@ -48,7 +53,9 @@ type rxChain struct {
 // rxFrame is a frame of a batch and the chains it goes into.
 type rxFrame struct {
 	pkt, first, n uint16
-	hdrDone       bool // pass 1 wrote the virtio-net header
+	seg           int32 // segment of a frame segmented in software
+	whole         bool  // the frame itself, not a segment
+	hdrDone       bool  // pass 1 wrote the virtio-net header
 }
 
 type source struct {

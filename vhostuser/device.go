@@ -67,6 +67,8 @@ type Backend interface {
 type Options struct {
 	Name       string
 	QueuePairs int // queue pairs offered (GET_QUEUE_NUM); 1 if zero
+	// NoOffloads withholds the checksum and TSO features (OffloadFeatures).
+	NoOffloads bool
 	Log        *logrus.Entry
 }
 
@@ -148,10 +150,22 @@ func NewDevice(opts Options, backend Backend) *Device {
 	if opts.QueuePairs > 1 {
 		d.offered |= virtio.Bit(virtio.NetFMQ)
 	}
+	if !opts.NoOffloads {
+		d.offered |= OffloadFeatures
+	}
 	d.protocol = 1<<ProtocolMQ | 1<<ProtocolReplyAck | 1<<ProtocolMTU | 1<<ProtocolRARP | 1<<ProtocolStatus
 	d.resetLocked()
 	return d
 }
+
+// OffloadFeatures are the virtio-net header offloads offered: partial
+// checksums and TCP segmentation (with ECN) both ways; the data plane
+// finishes in software whatever a receiver did not negotiate. UFO
+// (HOST_UFO, GUEST_UFO) is not offered: Linux stopped generating it in 4.14
+// and QEMU works without it.
+const OffloadFeatures = 1<<virtio.NetFCsum | 1<<virtio.NetFGuestCsum |
+	1<<virtio.NetFHostTSO4 | 1<<virtio.NetFHostTSO6 | 1<<virtio.NetFHostECN |
+	1<<virtio.NetFGuestTSO4 | 1<<virtio.NetFGuestTSO6 | 1<<virtio.NetFGuestECN
 
 // OfferedFeatures is what GET_FEATURES answers.
 func (d *Device) OfferedFeatures() uint64 { return d.offered }

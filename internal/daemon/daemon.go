@@ -169,7 +169,7 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 		return d.addAFXDPPort(pc, log)
 	}
 	vp := vswitch.NewVhostPort(d.Switch, pc.Queues)
-	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, Log: log}, vp)
+	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, NoOffloads: pc.Offloads != nil && !*pc.Offloads, Log: log}, vp)
 	vp.OnFault = dev.Abort
 	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, vp, portOptions(pc))
 	if err != nil {
