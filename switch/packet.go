@@ -45,8 +45,8 @@ type Packet struct {
 	// checksum, TCP segmentation), validated; zero for complete frames.
 	// Its offsets count from the frame start (Head[Off]).
 	Offload offload.Meta
-	Head  [HeadRoom + HeadLen]byte
-	Segs  [virtio.MaxSegs][]byte
+	Head    [HeadRoom + HeadLen]byte
+	Segs    [virtio.MaxSegs][]byte
 }
 
 // HeadBytes is the frame's head copy.

@@ -32,7 +32,7 @@ type Worker struct {
 	// of the segment being copied.
 	resume int
 	segHdr [HeadLen]byte
-	pipe pipe
+	pipe   pipe
 
 	// The queues this worker polls, rebuilt when the config changes.
 	cfg     *config
