@@ -28,7 +28,7 @@ func TestOpenStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	groups := []struct{ name, modules string }{
-		{"neutron", "networking_vswitch.tests.unit.test_mech_vswitch networking_vswitch.tests.unit.test_translate networking_vswitch.tests.functional.test_agent_vswitchd"},
+		{"neutron", "networking_vswitch.tests.unit.test_mech_vswitch networking_vswitch.tests.unit.test_translate networking_vswitch.tests.unit.test_agent networking_vswitch.tests.functional.test_agent_vswitchd"},
 		{"nova", "networking_vswitch.tests.unit.test_nova_contract"},
 	}
 	for _, g := range groups {

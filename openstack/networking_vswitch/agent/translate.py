@@ -212,10 +212,15 @@ def strip_unsupported(cfg, supported):
     return {k: v for k, v in cfg.items() if k in supported}, dropped
 
 
+# Port keys the agent owns: present on vswitchd but absent from the body
+# means the agent turned them off.
+MANAGED_KEYS = ('tag', 'security_groups', 'port_security')
+
+
 def port_differs(want, have):
     """Whether vswitchd's port config (GET .../config) differs from the
     body we would send, ignoring defaults the switch fills in."""
     for k, v in want.items():
         if have.get(k) != v:
             return True
-    return False
+    return any(have.get(k) and k not in want for k in MANAGED_KEYS)

@@ -206,10 +206,13 @@ class VswitchAgent(object):
             self._warned.add(key)
             LOG.warning(msg, *args)
 
-    def _api_body(self, body):
+    def _learn_api(self):
+        """Which of issue 8's fields this vswitchd's API has (OpenAPI)."""
         if self._api_fields is None:
             self._api_fields = self.client.port_fields()
             self._config_fields = self.client.schema_fields('Config')
+
+    def _api_body(self, body):
         sent, dropped = translate.strip_unsupported(body, self._api_fields)
         if dropped:
             self._warn_once(tuple(dropped),
@@ -217,19 +220,27 @@ class VswitchAgent(object):
                             'sent without them', dropped)
         return sent
 
-    def _push_sgs(self):
+    def _push_sgs(self, keep_old):
+        """Write the agent's groups. keep_old (before ports change) also
+        keeps groups no longer wanted, as ports may still name them;
+        after the ports are written a second call drops them."""
         if 'security_groups' not in self._config_fields:
             if self.wanted_sgs:
                 self._warn_once('sgs', 'vswitchd API has no '
                                 'security_groups section yet: not enforced')
             return
         have = self.client.config().get('security_groups') or []
-        mine = [g for g in have if g['name'].startswith(constants.SG_PREFIX)]
-        if sorted(mine, key=lambda g: g['name']) == self.wanted_sgs:
+        mine = {g['name']: g for g in have
+                if g['name'].startswith(constants.SG_PREFIX)}
+        want = {g['name']: g for g in self.wanted_sgs}
+        if keep_old:
+            want = dict(mine, **want)
+        if mine == want:
             return
         others = [g for g in have
                   if not g['name'].startswith(constants.SG_PREFIX)]
-        self.client.put_security_groups(others + self.wanted_sgs)
+        self.client.put_security_groups(
+            others + [want[n] for n in sorted(want)])
 
     def _remove_socket(self, port_id):
         path = translate.socket_path(self.sock_dir, port_id)
@@ -241,13 +252,14 @@ class VswitchAgent(object):
 
     def reconcile(self):
         """Make vswitchd's agent-owned ports equal the wanted ones."""
+        self._learn_api()
         have = {p['name']: p for p in self.client.ports()
                 if translate.is_agent_port(p['name'])}
         wanted_names = {}
         for pid, body in self.wanted.items():
             wanted_names[body['name']] = pid
-        # Security groups first: a port may name only groups that exist.
-        self._push_sgs()
+        # Groups first: a port may name only groups that exist.
+        self._push_sgs(keep_old=True)
         for bridge in sorted(set(b['bridge'] for b in self.wanted.values())):
             if bridge not in {b['name'] for b in self.client.bridges()}:
                 self.client.ensure_bridge(bridge)
@@ -267,6 +279,7 @@ class VswitchAgent(object):
             LOG.info('vswitchd: delete stale port %s', name)
             self.client.delete_port(name)
             self._remove_socket(name[len(constants.PORT_PREFIX):])
+        self._push_sgs(keep_old=False)
 
     def _unbind(self, pid):
         body = self.wanted.pop(pid, None)

@@ -55,6 +55,9 @@ class PortConfigTest(unittest.TestCase):
             want, {'name': 'a', 'mode': 'client', 'queues': 1}))
         self.assertTrue(translate.port_differs(
             want, {'name': 'a', 'mode': 'server'}))
+        # Port security switched off: the keys must go from vswitchd.
+        self.assertTrue(translate.port_differs(
+            want, {'name': 'a', 'mode': 'client', 'security_groups': ['x']}))
 
 
 class PortSecurityTest(unittest.TestCase):
