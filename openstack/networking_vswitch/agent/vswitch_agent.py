@@ -368,6 +368,7 @@ def main(argv=None):
     from neutron.conf.agent import common as agent_config
     conf = cfg.CONF
     register_opts(conf)
+    common_config.register_common_config_options()  # incl. logging
     agent_config.register_agent_state_opts_helper(conf)
     common_config.init(sys.argv[1:] if argv is None else argv)
     common_config.setup_logging()
