@@ -9,7 +9,11 @@ set -euo pipefail
 
 # dpdk-dev: dpdk-testpmd (the `dpdk` package does not ship it). linux-image-amd64 + busybox-static:
 # guest kernel and initramfs. tcpdump/ethtool/iproute2: debugging and netns tests.
+# python3-neutron/-nova/-os-vif (+ oslotest, placement, wsgi-intercept for their test trees),
+# python3-pytest, libvirt: the OpenStack integration in openstack/ (see its tests).
 PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev"
+PKGS="$PKGS python3-neutron python3-nova python3-os-vif python3-oslotest python3-placement python3-wsgi-intercept python3-pytest"
+PKGS="$PKGS libvirt-daemon-system libvirt-clients python3-libvirt"
 MIN_HUGEPAGES=${MIN_HUGEPAGES:-512} # 2 MiB pages: a few testpmd -m 256 processes
 HUGE_MNT=/dev/hugepages
 

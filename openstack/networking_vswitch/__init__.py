@@ -1,0 +1,1 @@
+"""Neutron ML2 mechanism driver and host agent for vswitchd."""

@@ -1,0 +1,110 @@
+"""A small client of vswitchd's REST API (/v1) over its unix socket,
+stdlib only."""
+import http.client
+import json
+import socket
+
+
+class APIError(Exception):
+    def __init__(self, status, body):
+        self.status = status
+        self.body = body
+        super().__init__('vswitchd API: HTTP %s: %s' % (status, body))
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__('localhost', timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Client(object):
+    """Calls raise OSError when vswitchd is down and APIError on an
+    HTTP error status."""
+
+    def __init__(self, api_socket, timeout=5.0, token=None):
+        self.api_socket = api_socket
+        self.timeout = timeout
+        self.token = token
+
+    def _call(self, method, path, body=None, ok=(200, 201, 204)):
+        conn = _UnixConnection(self.api_socket, self.timeout)
+        try:
+            headers = {'Accept': 'application/json'}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers['Content-Type'] = 'application/json'
+            if self.token:
+                headers['Authorization'] = 'Bearer ' + self.token
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        if resp.status not in ok:
+            raise APIError(resp.status, raw.decode(errors='replace'))
+        if not raw:
+            return None
+        return json.loads(raw)
+
+    def openapi(self):
+        return self._call('GET', '/v1/openapi.json')
+
+    def port_fields(self):
+        """The fields PortConfig has in this vswitchd's API."""
+        return self.schema_fields('PortConfig')
+
+    def schema_fields(self, name):
+        doc = self.openapi()
+        schema = doc.get('components', {}).get('schemas', {}).get(name, {})
+        return set(schema.get('properties', {}))
+
+    def ports(self):
+        return self._call('GET', '/v1/ports') or []
+
+    def port(self, name):
+        try:
+            return self._call('GET', '/v1/ports/' + name)
+        except APIError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def put_port(self, cfg):
+        return self._call('PUT', '/v1/ports/' + cfg['name'], cfg)
+
+    def delete_port(self, name):
+        try:
+            self._call('DELETE', '/v1/ports/' + name)
+        except APIError as e:
+            if e.status != 404:
+                raise
+
+    def bridges(self):
+        return self._call('GET', '/v1/bridges') or []
+
+    def ensure_bridge(self, name):
+        try:
+            self._call('POST', '/v1/bridges', {'name': name})
+        except APIError as e:
+            if e.status != 409:
+                raise
+
+    def config(self):
+        return self._call('GET', '/v1/config')
+
+    def put_security_groups(self, groups):
+        """Replace the security_groups section (PUT /v1/config keeps the
+        sections a body leaves out)."""
+        return self._call('PUT', '/v1/config', {'security_groups': groups})
