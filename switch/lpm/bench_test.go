@@ -63,18 +63,25 @@ func uniform(max int) func(*rand.Rand) int {
 	return func(rng *rand.Rand) int { return rng.IntN(max + 1) }
 }
 
-func benchLookup4(b *testing.B, t *Table4) {
+func randAddrs4() [][4]byte {
 	rng := rand.New(rand.NewPCG(7, 7))
 	addrs := make([][4]byte, 1<<16)
 	for i := range addrs {
 		u := rng.Uint32()
 		addrs[i] = [4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
 	}
+	return addrs
+}
+
+func benchLookup4(b *testing.B, t *Table4) {
+	addrs := randAddrs4()
 	var sink uint32
+	cpu := startCPU()
 	for i := 0; b.Loop(); i++ {
 		v, _ := t.Lookup(addrs[i&(len(addrs)-1)])
 		sink += v
 	}
+	cpu.report(b)
 	_ = sink
 	// After the loop: b.Loop's first call drops metrics reported earlier.
 	b.ReportMetric(float64(t.Bytes()), "table-bytes")
@@ -103,10 +110,12 @@ func benchLookup6(b *testing.B, t *Table6) {
 		addrs[i] = a
 	}
 	var sink uint32
+	cpu := startCPU()
 	for i := 0; b.Loop(); i++ {
 		v, _ := t.Lookup(addrs[i&(len(addrs)-1)])
 		sink += v
 	}
+	cpu.report(b)
 	_ = sink
 	// After the loop: b.Loop's first call drops metrics reported earlier.
 	b.ReportMetric(float64(t.Bytes()), "table-bytes")

@@ -112,6 +112,7 @@ type builder struct {
 func build(rs []rt) trie {
 	var b builder
 	b.t.dp = make([]uint32, 1<<16)
+	b.t.subs = make([]sub, 0, 4*countNodes(rs))
 	b.t.leaves = make([]uint32, 0, len(rs)/2+16)
 	dp := b.t.dp
 	for i := 0; i < len(rs); {
@@ -143,12 +144,40 @@ func fill(s []uint32, v uint32) {
 }
 
 // alloc reserves n consecutive nodes and returns the first one's index.
+// countNodes sized subs, so this never copies.
 func (b *builder) alloc(n int) uint32 {
 	idx := uint32(len(b.t.subs) / 4)
-	for range 4 * n {
-		b.t.subs = append(b.t.subs, sub{})
-	}
+	b.t.subs = b.t.subs[:len(b.t.subs)+4*n]
 	return idx
+}
+
+// countNodes returns how many nodes build makes for rs: one per distinct
+// d-bit prefix (d = 16, 24, ..., 120) of the routes longer than d. Sorting
+// keeps the routes sharing a d-bit prefix together, so comparing with the
+// previous one per depth is enough.
+func countNodes(rs []rt) int {
+	var last [16]struct {
+		hi, lo uint64
+		ok     bool
+	}
+	n := 0
+	for i := range rs {
+		r := &rs[i]
+		for d := uint(16); d < uint(r.bits); d += 8 {
+			hi, lo := r.hi, uint64(0)
+			if d < 64 {
+				hi &^= 1<<(64-d) - 1
+			} else {
+				lo = r.lo &^ (1<<(128-d) - 1)
+			}
+			l := &last[d/8]
+			if !l.ok || l.hi != hi || l.lo != lo {
+				l.hi, l.lo, l.ok = hi, lo, true
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // node fills node idx covering the byte at bit d, given the leaf inherited

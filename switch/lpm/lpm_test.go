@@ -100,6 +100,16 @@ func near(p netip.Prefix) []netip.Addr {
 
 func check(t *testing.T, got table, want ref, probes []netip.Addr) {
 	t.Helper()
+	var tr *trie
+	switch x := got.(type) {
+	case t4:
+		tr = &x.trie
+	case t6:
+		tr = &x.trie
+	}
+	if len(tr.subs) != cap(tr.subs) {
+		t.Fatalf("countNodes reserved %d subnodes, build used %d", cap(tr.subs), len(tr.subs))
+	}
 	if got.Len() != len(want) {
 		t.Fatalf("Len = %d, want %d", got.Len(), len(want))
 	}
