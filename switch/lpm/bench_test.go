@@ -143,15 +143,19 @@ func BenchmarkLookup6_100k_Uniform(b *testing.B) {
 func BenchmarkBuild4_1M(b *testing.B) {
 	bl := routes4(1_000_000, bgpLen4)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		bl.Build()
 	}
+	cpu.report(b)
 }
 
 func BenchmarkBuild6_100k(b *testing.B) {
 	bl := routes6(100_000, bgpLen6)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		bl.Build()
 	}
+	cpu.report(b)
 }

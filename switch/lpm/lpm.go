@@ -18,6 +18,12 @@
 //
 // Lookup touches the dp entry, one 24-byte subnode per further byte, then
 // one leaf: at most 4 memory accesses for IPv4 and 16 for IPv6.
+//
+// Measured against DPDK's DIR-24-8 (dir248_test.go) with a million
+// BGP-shaped IPv4 routes: DIR-24-8 needs 121 MB (534 MB with uniform
+// prefix lengths) and one cache miss per lookup; this layout needs 19 MB
+// (58 MB) and two dependent misses, so it is slower per lookup at that
+// size and faster for tables that fit in cache (see the benchmarks).
 package lpm
 
 import (
