@@ -26,7 +26,15 @@ func cpuNow() int64 {
 }
 
 // report adds cpu-ns/op; call it after the b.Loop loop.
-func (c threadCPU) report(b *testing.B) {
-	b.ReportMetric(float64(cpuNow()-c.start)/float64(b.N), "cpu-ns/op")
+func (c threadCPU) report(b *testing.B) { c.reportPer(b, 1) }
+
+// reportPer is report for loops doing per operations an iteration; it
+// replaces ns/op with the time per operation.
+func (c threadCPU) reportPer(b *testing.B, per int) {
+	ops := float64(b.N * per)
+	b.ReportMetric(float64(cpuNow()-c.start)/ops, "cpu-ns/op")
+	if per > 1 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/ops, "ns/op")
+	}
 	runtime.UnlockOSThread()
 }
