@@ -63,18 +63,25 @@ func uniform(max int) func(*rand.Rand) int {
 	return func(rng *rand.Rand) int { return rng.IntN(max + 1) }
 }
 
-func benchLookup4(b *testing.B, t *Table4) {
+func randAddrs4() [][4]byte {
 	rng := rand.New(rand.NewPCG(7, 7))
 	addrs := make([][4]byte, 1<<16)
 	for i := range addrs {
 		u := rng.Uint32()
 		addrs[i] = [4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
 	}
+	return addrs
+}
+
+func benchLookup4(b *testing.B, t *Table4) {
+	addrs := randAddrs4()
 	var sink uint32
+	cpu := startCPU()
 	for i := 0; b.Loop(); i++ {
 		v, _ := t.Lookup(addrs[i&(len(addrs)-1)])
 		sink += v
 	}
+	cpu.report(b)
 	_ = sink
 	// After the loop: b.Loop's first call drops metrics reported earlier.
 	b.ReportMetric(float64(t.Bytes()), "table-bytes")
@@ -82,6 +89,20 @@ func benchLookup4(b *testing.B, t *Table4) {
 }
 
 func benchLookup6(b *testing.B, t *Table6) {
+	addrs := randAddrs6(t)
+	var sink uint32
+	cpu := startCPU()
+	for i := 0; b.Loop(); i++ {
+		v, _ := t.Lookup(addrs[i&(len(addrs)-1)])
+		sink += v
+	}
+	cpu.report(b)
+	_ = sink
+	b.ReportMetric(float64(t.Bytes()), "table-bytes")
+	b.ReportMetric(float64(t.bytes()), "trie-bytes")
+}
+
+func randAddrs6(t *Table6) [][16]byte {
 	rng := rand.New(rand.NewPCG(7, 7))
 	rs := t.routes
 	addrs := make([][16]byte, 1<<16)
@@ -102,15 +123,7 @@ func benchLookup6(b *testing.B, t *Table6) {
 		}
 		addrs[i] = a
 	}
-	var sink uint32
-	for i := 0; b.Loop(); i++ {
-		v, _ := t.Lookup(addrs[i&(len(addrs)-1)])
-		sink += v
-	}
-	_ = sink
-	// After the loop: b.Loop's first call drops metrics reported earlier.
-	b.ReportMetric(float64(t.Bytes()), "table-bytes")
-	b.ReportMetric(float64(t.bytes()), "trie-bytes")
+	return addrs
 }
 
 func BenchmarkLookup4_1M(b *testing.B) {
@@ -134,15 +147,42 @@ func BenchmarkLookup6_100k_Uniform(b *testing.B) {
 func BenchmarkBuild4_1M(b *testing.B) {
 	bl := routes4(1_000_000, bgpLen4)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		bl.Build()
 	}
+	cpu.report(b)
 }
 
 func BenchmarkBuild6_100k(b *testing.B) {
 	bl := routes6(100_000, bgpLen6)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		bl.Build()
 	}
+	cpu.report(b)
+}
+
+// The batch benchmarks count one op per address, like the others.
+func BenchmarkLookupBatch4_1M(b *testing.B) {
+	t := routes4(1_000_000, bgpLen4).Build()
+	addrs := randAddrs4()
+	vals, oks := make([]uint32, batch), make([]bool, batch)
+	cpu := startCPU()
+	for i := 0; b.Loop(); i += batch {
+		t.LookupBatch(addrs[i&(len(addrs)-1):][:batch], vals, oks)
+	}
+	cpu.reportPer(b, batch)
+}
+
+func BenchmarkLookupBatch6_100k(b *testing.B) {
+	t := routes6(100_000, bgpLen6).Build()
+	addrs := randAddrs6(t)
+	vals, oks := make([]uint32, batch), make([]bool, batch)
+	cpu := startCPU()
+	for i := 0; b.Loop(); i += batch {
+		t.LookupBatch(addrs[i&(len(addrs)-1):][:batch], vals, oks)
+	}
+	cpu.reportPer(b, batch)
 }

@@ -38,6 +38,7 @@ func (r ref) routes() []Route {
 // table is what the differential tests need from both families.
 type table interface {
 	lookup(netip.Addr) (uint32, bool)
+	lookupBatch([]netip.Addr) ([]uint32, []bool)
 	Routes() []Route
 	Len() int
 }
@@ -46,7 +47,31 @@ type t4 struct{ *Table4 }
 
 func (t t4) lookup(a netip.Addr) (uint32, bool) { return t.Lookup(a.As4()) }
 
+func (t t4) lookupBatch(as []netip.Addr) ([]uint32, []bool) {
+	in := make([][4]byte, len(as))
+	for i, a := range as {
+		in[i] = a.As4()
+	}
+	v, ok := make([]uint32, len(as)), make([]bool, len(as))
+	if n := t.LookupBatch(in, v, ok); n != len(as) {
+		panic(n)
+	}
+	return v, ok
+}
+
 type t6 struct{ *Table6 }
+
+func (t t6) lookupBatch(as []netip.Addr) ([]uint32, []bool) {
+	in := make([][16]byte, len(as))
+	for i, a := range as {
+		in[i] = a.As16()
+	}
+	v, ok := make([]uint32, len(as)), make([]bool, len(as))
+	if n := t.LookupBatch(in, v, ok); n != len(as) {
+		panic(n)
+	}
+	return v, ok
+}
 
 func (t t6) lookup(a netip.Addr) (uint32, bool) { return t.Lookup(a.As16()) }
 
@@ -100,17 +125,31 @@ func near(p netip.Prefix) []netip.Addr {
 
 func check(t *testing.T, got table, want ref, probes []netip.Addr) {
 	t.Helper()
+	var tr *trie
+	switch x := got.(type) {
+	case t4:
+		tr = &x.trie
+	case t6:
+		tr = &x.trie
+	}
+	if len(tr.subs) != cap(tr.subs) {
+		t.Fatalf("countNodes reserved %d subnodes, build used %d", cap(tr.subs), len(tr.subs))
+	}
 	if got.Len() != len(want) {
 		t.Fatalf("Len = %d, want %d", got.Len(), len(want))
 	}
 	if g, w := got.Routes(), want.routes(); !slices.Equal(g, w) {
 		t.Fatalf("Routes differ:\n got %v\nwant %v", g, w)
 	}
-	for _, a := range probes {
+	bv, bok := got.lookupBatch(probes)
+	for i, a := range probes {
 		gv, gok := got.lookup(a)
 		wv, wok := want.lookup(a)
 		if gv != wv || gok != wok {
 			t.Fatalf("Lookup(%v) = %d,%v; want %d,%v", a, gv, gok, wv, wok)
+		}
+		if bv[i] != wv || bok[i] != wok {
+			t.Fatalf("LookupBatch(%v) = %d,%v; want %d,%v", a, bv[i], bok[i], wv, wok)
 		}
 	}
 }
@@ -337,6 +376,14 @@ func TestNilAndEmpty(t *testing.T) {
 	if _, ok := n6.Lookup([16]byte{1}); ok || n6.Len() != 0 || n6.Routes() != nil {
 		t.Error("nil Table6 not empty")
 	}
+	v, ok := []uint32{7, 7}, []bool{true, true}
+	if n := n4.LookupBatch(make([][4]byte, 3), v, ok); n != 2 || v[0] != 0 || ok[1] {
+		t.Error("nil Table4 batch not empty")
+	}
+	v, ok = []uint32{7, 7}, []bool{true, true}
+	if n := n6.LookupBatch(make([][16]byte, 1), v, ok); n != 1 || v[0] != 0 || ok[0] || !ok[1] {
+		t.Error("nil Table6 batch wrong")
+	}
 	if _, ok := NewBuilder4().Build().Lookup([4]byte{1}); ok {
 		t.Error("empty Table4 matched")
 	}
@@ -369,6 +416,16 @@ func TestLookupAllocs(t *testing.T) {
 		sink += v
 	}); n != 0 {
 		t.Errorf("Lookup6 allocs = %v", n)
+	}
+	addrs4 := make([][4]byte, 100)
+	addrs6 := make([][16]byte, 100)
+	vals := make([]uint32, 100)
+	oks := make([]bool, 100)
+	if n := testing.AllocsPerRun(100, func() {
+		tb4.LookupBatch(addrs4, vals, oks)
+		tb6.LookupBatch(addrs6, vals, oks)
+	}); n != 0 {
+		t.Errorf("LookupBatch allocs = %v", n)
 	}
 	_ = sink
 }
