@@ -69,11 +69,13 @@ type PortConfig struct {
 	// Socket is the vhost-user socket; a relative path is under RunDir.
 	Socket string `mapstructure:"socket" json:"socket,omitempty"`
 	// Mode is "server" (the switch listens) or "client" (it connects).
-	Mode       string `mapstructure:"mode" json:"mode,omitempty"`
-	Queues     int    `mapstructure:"queues" json:"queues,omitempty"`
-	SocketMode string `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
-	// Device is an afxdp port's network interface. Its Queues is how many
-	// NIC queues it uses, from queue 0 (0: every queue of the device).
+	Mode string `mapstructure:"mode" json:"mode,omitempty"`
+	// Queues is a vhostuser port's number of queue pairs, or an afxdp
+	// port's NIC queues: a list of queue ids, or a number N for queues
+	// 0..N-1 (left out: every queue of the device).
+	Queues     QueueSpec `mapstructure:"queues" json:"queues,omitzero"`
+	SocketMode string    `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	// Device is an afxdp port's network interface.
 	Device string `mapstructure:"device" json:"device,omitempty"`
 	// XDPMode forces the XDP attach mode of an afxdp port: native or
 	// generic. Empty tries native and falls back to generic.
@@ -123,6 +125,7 @@ func Parse(yaml []byte) (*Config, error) {
 	err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
 		dc.ErrorUnused = true
 		dc.WeaklyTypedInput = false
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(dc.DecodeHook, queueSpecHook)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -149,8 +152,8 @@ func (c *Config) Defaults() {
 		if p.Mode == "" && p.Type != TypeAFXDP {
 			p.Mode = ModeServer
 		}
-		if p.Queues == 0 && p.Type != TypeAFXDP { // afxdp: 0 is every queue
-			p.Queues = 1
+		if p.Queues.IsZero() && p.Type != TypeAFXDP { // afxdp: none is every queue
+			p.Queues = QueueCount(1)
 		}
 		if p.Socket != "" && !filepath.IsAbs(p.Socket) {
 			p.Socket = filepath.Join(c.RunDir, p.Socket)
@@ -232,8 +235,10 @@ func (c *Config) Validate() error {
 			if p.Mode != ModeServer && p.Mode != ModeClient {
 				bad(f+".mode", "%q is not server or client", p.Mode)
 			}
-			if p.Queues < 1 || p.Queues > 16 {
-				bad(f+".queues", "%d is not in 1..16", p.Queues)
+			if p.Queues.IsList() {
+				bad(f+".queues", "a vhostuser port takes a number of queue pairs, not a list")
+			} else if p.Queues.N < 1 || p.Queues.N > 16 {
+				bad(f+".queues", "%d is not in 1..16", p.Queues.N)
 			}
 			if _, err := ParseMode(p.SocketMode); err != nil {
 				bad(f+".socket_mode", "%v", err)
@@ -261,9 +266,7 @@ func validateAFXDP(p PortConfig, f string, bad func(field, format string, args .
 		}
 		devices[p.Device] = p.Name
 	}
-	if p.Queues < 0 || p.Queues > 256 {
-		bad(f+".queues", "%d is not in 0..256 (0: every queue of the device)", p.Queues)
-	}
+	validateQueueIDs(p.Queues, f+".queues", bad)
 	if p.XDPMode != "" && p.XDPMode != "native" && p.XDPMode != "generic" {
 		bad(f+".xdp_mode", "%q is not native or generic", p.XDPMode)
 	}
@@ -271,6 +274,33 @@ func validateAFXDP(p PortConfig, f string, bad func(field, format string, args .
 		bad(f+".socket", "socket, mode and socket_mode are vhostuser fields, not afxdp ones")
 	}
 }
+
+// validateQueueIDs checks an afxdp port's queues: a number in 0..256, or
+// a non-empty list of distinct queue ids below 256.
+func validateQueueIDs(q QueueSpec, f string, bad func(field, format string, args ...any)) {
+	if !q.IsList() {
+		if q.N < 0 || q.N > maxNICQueues {
+			bad(f, "%d is not in 0..%d (0: every queue of the device)", q.N, maxNICQueues)
+		}
+		return
+	}
+	if len(q.IDs) == 0 {
+		bad(f, "an empty list names no queue (leave queues out for every queue)")
+		return
+	}
+	seen := map[int]bool{}
+	for i, id := range q.IDs {
+		if id < 0 || id >= maxNICQueues {
+			bad(fmt.Sprintf("%s[%d]", f, i), "queue id %d is not in 0..%d", id, maxNICQueues-1)
+		} else if seen[id] {
+			bad(fmt.Sprintf("%s[%d]", f, i), "queue %d is listed twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// maxNICQueues bounds an afxdp port's queue ids.
+const maxNICQueues = 256
 
 func validName(n string) error {
 	if n == "" || len(n) > 64 {

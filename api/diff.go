@@ -70,7 +70,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	var acts []Action
 	for _, name := range sortedKeys(oldP) {
 		op := oldP[name]
-		if np, ok := newP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[op.Bridge] {
+		if np, ok := newP[name]; !ok || !op.Equal(np) || replacedB[op.Bridge] {
 			acts = append(acts, Action{Op: OpRemove, Kind: KindPort, Name: name})
 		}
 	}
@@ -87,7 +87,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	for _, name := range sortedKeys(newP) {
 		np := newP[name]
-		if op, ok := oldP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[np.Bridge] {
+		if op, ok := oldP[name]; !ok || !op.Equal(np) || replacedB[np.Bridge] {
 			acts = append(acts, Action{Op: OpAdd, Kind: KindPort, Name: name, Port: &np})
 		}
 	}
@@ -144,6 +144,11 @@ func (c *Config) Clone() *Config {
 	}
 	return &out
 }
+
+// Equal reports whether p and o declare the same port (a queue list and a
+// queue count are different declarations even when they name the same
+// queues).
+func (p PortConfig) Equal(o PortConfig) bool { return reflect.DeepEqual(p, o) }
 
 // Port returns the port named name.
 func (c *Config) Port(name string) (PortConfig, bool) {

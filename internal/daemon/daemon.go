@@ -157,8 +157,8 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	if pc.Type == api.TypeAFXDP {
 		return d.addAFXDPPort(pc, log)
 	}
-	vp := vswitch.NewVhostPort(d.Switch, pc.Queues)
-	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, Log: log}, vp)
+	vp := vswitch.NewVhostPort(d.Switch, pc.Queues.N)
+	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues.N, Log: log}, vp)
 	vp.OnFault = dev.Abort
 	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, vp)
 	if err != nil {
@@ -251,14 +251,10 @@ func (d *Daemon) Close() {
 	d.Switch.Close()
 }
 
-// addAFXDPPort gives pc.Device to AF_XDP: a socket on each of its first
-// pc.Queues queues (all when 0), spread over the workers.
+// addAFXDPPort gives pc.Device to AF_XDP: a socket on each queue that
+// pc.Queues names (every queue when none), spread over the workers.
 func (d *Daemon) addAFXDPPort(pc api.PortConfig, log *logrus.Entry) error {
-	var queues []int
-	for q := 0; q < pc.Queues; q++ {
-		queues = append(queues, q)
-	}
-	xp, err := vswitch.OpenAFXDPPort(d.Switch, vswitch.AFXDPOptions{Device: pc.Device, Queues: queues, Mode: pc.XDPMode, Log: log})
+	xp, err := vswitch.OpenAFXDPPort(d.Switch, vswitch.AFXDPOptions{Device: pc.Device, Queues: pc.Queues.Queues(), Mode: pc.XDPMode, Log: log})
 	if err != nil {
 		return fmt.Errorf("port %s: %w", pc.Name, err)
 	}
