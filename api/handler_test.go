@@ -358,6 +358,9 @@ func TestOpenAPIInStep(t *testing.T) {
 	if q, _ := json.Marshal(doc.Components.Schemas["PortConfig"].Properties["queues"]); !strings.Contains(string(q), `"oneOf"`) {
 		t.Errorf("PortConfig.queues schema %s: want a number or a list", q)
 	}
+	if _, ok := doc.Components.Schemas["PortStatus"].Properties["error"]; !ok {
+		t.Error("PortStatus has no documented error field")
+	}
 	bodies := map[string]string{
 		"POST /v1/ports":           `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
 		"PUT /v1/ports/{name}":     `{"type":"vhostuser","bridge":"br1","socket":"vm8.sock"}`,

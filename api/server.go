@@ -18,12 +18,17 @@ import (
 
 // PortStatus is one port as GET /v1/ports shows it.
 type PortStatus struct {
-	Name       string            `json:"name"`
-	Type       string            `json:"type"`
-	Bridge     string            `json:"bridge"`
-	Socket     string            `json:"socket,omitempty"`
-	Mode       string            `json:"mode,omitempty"`
-	State      string            `json:"state"` // waiting, connecting, connected, running
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Bridge string `json:"bridge"`
+	Socket string `json:"socket,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	State  string `json:"state"` // waiting, connecting, connected, running, down, stopped
+	// Error says why the port is not forwarding, or why its connection was
+	// last dropped: a vhost-user message refused, a ring that cannot
+	// start, a data-plane fault, an unreachable front-end, a link down or
+	// a device gone. Empty when nothing went wrong since it last connected.
+	Error      string            `json:"error,omitempty"`
 	Features   []string          `json:"features,omitempty"`
 	QueuePairs int               `json:"queue_pairs"`
 	MTU        int               `json:"mtu,omitempty"`
@@ -53,6 +58,8 @@ const (
 	StateConnecting = "connecting" // client mode, front-end not reachable yet
 	StateConnected  = "connected"  // front-end connected, rings not running
 	StateRunning    = "running"    // rings running
+	StateDown       = "down"       // afxdp: the device's link is down
+	StateStopped    = "stopped"    // afxdp: the device is gone or the data plane faulted
 )
 
 // Source is what the API reads from the daemon.

@@ -185,15 +185,17 @@ ports:
 	}()
 	time.Sleep(200 * time.Millisecond)
 	afxdptest.Run(t, "ip", "link", "set", b.Near, "down")
-	p := waitState(t, sw, "xb", "down")
-	if p.Protocol["link_downs"] != 1 {
-		t.Errorf("xb: link down not counted: %v", p.Protocol)
+	p := waitState(t, sw, "xb", api.StateDown)
+	if p.Protocol["link_downs"] != 1 || !strings.Contains(p.Error, "is down") {
+		t.Errorf("xb: link down not counted or not said: %v, error %q", p.Protocol, p.Error)
 	}
 	afxdptest.Run(t, "ip", "link", "set", b.Near, "up")
 	waitState(t, sw, "xb", api.StateRunning)
 	a.Ping(t, b.IP, 2)
 	afxdptest.Run(t, "ip", "link", "del", b.Near)
-	waitState(t, sw, "xb", "stopped")
+	if p := waitState(t, sw, "xb", api.StateStopped); !strings.Contains(p.Error, "disappeared; the port is stopped") {
+		t.Errorf("xb stopped with error %q", p.Error)
+	}
 	if msg := <-done; msg != "" {
 		t.Fatalf("A <-> C while B went down, up and away: %s", msg)
 	}

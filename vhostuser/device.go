@@ -87,6 +87,10 @@ type Status struct {
 	QueuePairs       int // running queue pairs
 	MTU              int
 	Regions          int
+	// Err says why the device last failed (a connection closed for a bad
+	// message, a ring that cannot start, a data-plane fault, a front-end
+	// that cannot be reached); empty once a new connection starts.
+	Err string
 }
 
 type vring struct {
@@ -125,6 +129,7 @@ type Device struct {
 	mtu         int
 	status      uint8 // virtio device status (SET_STATUS)
 	published   *State
+	lastErr     string // why the port last failed; cleared by a new connection
 }
 
 // NewDevice returns a device that publishes to backend.
@@ -178,7 +183,7 @@ func closeFd(fd *int) {
 func (d *Device) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Status{Connected: d.connected, Features: d.features, ProtocolFeatures: d.protoAcked, MTU: d.mtu}
+	s := Status{Connected: d.connected, Features: d.features, ProtocolFeatures: d.protoAcked, MTU: d.mtu, Err: d.lastErr}
 	if d.mem != nil {
 		s.Regions = len(d.mem.Regions())
 	}
@@ -190,6 +195,14 @@ func (d *Device) Status() Status {
 		}
 	}
 	return s
+}
+
+// setErr records why the device failed, for Status.
+func (d *Device) setErr(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	d.mu.Lock()
+	d.lastErr = msg
+	d.mu.Unlock()
 }
 
 // fdRule says how many fds a request carries.
@@ -655,6 +668,7 @@ func (d *Device) resume() {
 			if err != nil {
 				v.failed = true
 				d.Counters.RingErrors.Add(1)
+				d.lastErr = fmt.Sprintf("vring %d cannot start: %v", i, err)
 				d.log.WithError(err).WithField("vring", i).Warn("packed vring cannot start")
 				continue
 			}
@@ -673,6 +687,7 @@ func (d *Device) resume() {
 		if err != nil {
 			v.failed = true
 			d.Counters.RingErrors.Add(1)
+			d.lastErr = fmt.Sprintf("vring %d cannot start: %v", i, err)
 			d.log.WithError(err).WithField("vring", i).Warn("vring cannot start")
 			continue
 		}
@@ -714,6 +729,7 @@ func (d *Device) Disconnect() {
 func (d *Device) setConnected() {
 	d.mu.Lock()
 	d.connected = true
+	d.lastErr = ""
 	d.mu.Unlock()
 	d.Counters.Connects.Add(1)
 }

@@ -177,6 +177,9 @@ func (cl *cli) portCmd() *cobra.Command {
 			kv("socket", p.Socket)
 			kv("mode", p.Mode)
 			kv("state", p.State)
+			if p.Error != "" {
+				kv("error", p.Error)
+			}
 			kv("queue pairs", strconv.Itoa(p.QueuePairs))
 			if p.Config != nil {
 				kv("queues offered", p.Config.Queues.String())

@@ -211,7 +211,7 @@ func (d *Daemon) Ports() []api.PortStatus {
 		st := p.dev.Status()
 		ps := api.PortStatus{
 			Name: p.cfg.Name, Type: p.cfg.Type, Bridge: p.cfg.Bridge, Socket: p.cfg.Socket, Mode: p.cfg.Mode,
-			QueuePairs: st.QueuePairs, MTU: st.MTU,
+			QueuePairs: st.QueuePairs, MTU: st.MTU, Error: st.Err,
 			RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
 			TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
 			Drops: c.DropMap(),
@@ -278,7 +278,7 @@ func afxdpStatus(p *port) api.PortStatus {
 	st := p.xp.Status()
 	ps := api.PortStatus{
 		Name: p.cfg.Name, Type: p.cfg.Type, Bridge: p.cfg.Bridge,
-		QueuePairs: len(st.Queues), MTU: st.MTU, State: api.StateRunning,
+		QueuePairs: len(st.Queues), MTU: st.MTU, State: api.StateRunning, Error: st.Err,
 		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
 		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
 		Drops:    c.DropMap(),
@@ -298,9 +298,12 @@ func afxdpStatus(p *port) api.PortStatus {
 	}
 	switch {
 	case st.Stopped:
-		ps.State = "stopped"
+		ps.State = api.StateStopped
 	case !st.Up:
-		ps.State = "down"
+		ps.State = api.StateDown
+		if ps.Error == "" {
+			ps.Error = "link of device " + st.Device + " is down"
+		}
 	}
 	return ps
 }
