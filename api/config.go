@@ -3,6 +3,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ type Config struct {
 	RunDir    string          `mapstructure:"run_dir" json:"run_dir,omitempty"`
 	Log       LogConfig       `mapstructure:"log" json:"log"`
 	Dataplane DataplaneConfig `mapstructure:"dataplane" json:"dataplane"`
+	VhostUser VhostUserConfig `mapstructure:"vhostuser" json:"vhostuser,omitzero"`
 	Bridges   []BridgeConfig  `mapstructure:"bridges" json:"bridges"`
 	Ports     []PortConfig    `mapstructure:"ports" json:"ports"`
 }
@@ -54,6 +56,17 @@ type DataplaneConfig struct {
 	Poll string `mapstructure:"poll" json:"poll,omitempty"`
 }
 
+// VhostUserConfig holds the defaults of server-mode vhost-user sockets: a
+// port's own socket_owner, socket_group and socket_mode win. QEMU under
+// libvirt runs as its own user (Debian: libvirt-qemu), so set socket_group
+// to that user's group: the run directory then gets that group too, so
+// that it can reach the sockets in it.
+type VhostUserConfig struct {
+	SocketOwner string `mapstructure:"socket_owner" json:"socket_owner,omitempty"` // user name or uid; default the daemon's
+	SocketGroup string `mapstructure:"socket_group" json:"socket_group,omitempty"` // group name or gid; default the daemon's
+	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal; default 0660
+}
+
 // BridgeConfig declares an L2 learning bridge.
 type BridgeConfig struct {
 	Name         string `mapstructure:"name" json:"name"`
@@ -73,8 +86,13 @@ type PortConfig struct {
 	// Queues is a vhostuser port's number of queue pairs, or an afxdp
 	// port's NIC queues: a list of queue ids, or a number N for queues
 	// 0..N-1 (left out: every queue of the device).
-	Queues     QueueSpec `mapstructure:"queues" json:"queues,omitzero"`
-	SocketMode string    `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	Queues QueueSpec `mapstructure:"queues" json:"queues,omitzero"`
+	// SocketMode, SocketOwner and SocketGroup set a server-mode socket's
+	// permissions; left out, vhostuser's defaults apply (0660, the
+	// daemon's user and group). A client-mode socket is the front-end's.
+	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal
+	SocketOwner string `mapstructure:"socket_owner" json:"socket_owner,omitempty"` // user name or uid
+	SocketGroup string `mapstructure:"socket_group" json:"socket_group,omitempty"` // group name or gid
 	// Device is an afxdp port's network interface.
 	Device string `mapstructure:"device" json:"device,omitempty"`
 	// XDPMode forces the XDP attach mode of an afxdp port: native or
@@ -178,6 +196,11 @@ func (c *Config) Validate() error {
 	if _, err := ParseMode(c.API.SocketMode); err != nil {
 		bad("api.socket_mode", "%v", err)
 	}
+	validateOwner(c.API.SocketOwner, c.API.SocketGroup, "api.", bad)
+	if _, err := ParseMode(c.VhostUser.SocketMode); err != nil {
+		bad("vhostuser.socket_mode", "%v", err)
+	}
+	validateOwner(c.VhostUser.SocketOwner, c.VhostUser.SocketGroup, "vhostuser.", bad)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -243,6 +266,7 @@ func (c *Config) Validate() error {
 			if _, err := ParseMode(p.SocketMode); err != nil {
 				bad(f+".socket_mode", "%v", err)
 			}
+			validateOwner(p.SocketOwner, p.SocketGroup, f+".", bad)
 		case TypeAFXDP:
 			validateAFXDP(p, f, bad, devices)
 		default:
@@ -270,8 +294,8 @@ func validateAFXDP(p PortConfig, f string, bad func(field, format string, args .
 	if p.XDPMode != "" && p.XDPMode != "native" && p.XDPMode != "generic" {
 		bad(f+".xdp_mode", "%q is not native or generic", p.XDPMode)
 	}
-	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" {
-		bad(f+".socket", "socket, mode and socket_mode are vhostuser fields, not afxdp ones")
+	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" || p.SocketOwner != "" || p.SocketGroup != "" {
+		bad(f+".socket", "socket, mode and socket_mode/owner/group are vhostuser fields, not afxdp ones")
 	}
 }
 
@@ -301,6 +325,39 @@ func validateQueueIDs(q QueueSpec, f string, bad func(field, format string, args
 
 // maxNICQueues bounds an afxdp port's queue ids.
 const maxNICQueues = 256
+
+// validateOwner checks that owner and group look like a user or group name
+// or a numeric id; whether they exist is known only when a socket is made.
+func validateOwner(owner, group, prefix string, bad func(field, format string, args ...any)) {
+	for _, f := range []struct{ key, v string }{{"socket_owner", owner}, {"socket_group", group}} {
+		if f.v == "" {
+			continue
+		}
+		ok := len(f.v) <= 32
+		for _, r := range f.v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				ok = false
+			}
+		}
+		if !ok || f.v[0] == '-' {
+			bad(prefix+f.key, "%q is not a user or group name or a numeric id", f.v)
+		}
+	}
+}
+
+// SocketPerms returns the owner, group and mode of server-mode port p's
+// socket: p's own settings, else vhostuser's, else 0660 and the daemon's
+// user and group (owner and group empty).
+func (c *Config) SocketPerms(p PortConfig) (owner, group string, mode uint32) {
+	owner, group = cmp.Or(p.SocketOwner, c.VhostUser.SocketOwner), cmp.Or(p.SocketGroup, c.VhostUser.SocketGroup)
+	mode, _ = ParseMode(cmp.Or(p.SocketMode, c.VhostUser.SocketMode, "0660"))
+	return owner, group, mode
+}
+
+// RunDirGroup is the group the run directory is given when the daemon
+// creates it: the one that must reach the sockets in it (vhostuser's
+// socket_group, else the API's). Empty: the daemon's.
+func (c *Config) RunDirGroup() string { return cmp.Or(c.VhostUser.SocketGroup, c.API.SocketGroup) }
 
 func validName(n string) error {
 	if n == "" || len(n) > 64 {

@@ -42,7 +42,8 @@ func (a Action) String() string {
 // bridge is unchanged) is left alone. The order is fixed: ports removed,
 // bridges removed, bridges added, ports added, then in-place updates;
 // within each group by name. A change to a setting that only takes effect
-// at start (api, run_dir, dataplane) is an error naming the field.
+// at start (api, run_dir, dataplane, vhostuser) is an error naming the
+// field.
 //
 // Diff is pure: no I/O, and the same inputs always give the same actions.
 // New resources (VLANs, routes, ACLs, NAT) get their own groups here as
@@ -56,6 +57,9 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	if !sameJSON(old.Dataplane, new.Dataplane) {
 		return nil, fmt.Errorf("dataplane: workers, cpus and poll change only at start (restart vswitchd)")
+	}
+	if old.VhostUser != new.VhostUser {
+		return nil, fmt.Errorf("vhostuser: the socket defaults change only at start (restart vswitchd; a port's own socket_owner, socket_group and socket_mode change at once)")
 	}
 	oldB, newB := bridgeMap(old), bridgeMap(new)
 	oldP, newP := portMap(old), portMap(new)

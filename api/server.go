@@ -442,7 +442,7 @@ func (h *handler) putConfig(w http.ResponseWriter, r *http.Request) {
 
 // Replace makes in the desired config, as PUT /v1/config, SIGHUP and
 // vswitchctl config apply do. Sections that in leaves out (api, run_dir, log,
-// dataplane) keep their current values; bridges and ports are replaced as
+// dataplane, vhostuser) keep their current values; bridges and ports are replaced as
 // given. With checkRev, the current revision must be rev.
 func (s *Store) Replace(in *Config, rev uint64, checkRev bool) (*Result, error) {
 	return s.Update(func(cur *State, next *Config) error {
@@ -462,6 +462,9 @@ func (s *Store) Replace(in *Config, rev uint64, checkRev bool) (*Result, error) 
 		if in.Dataplane.Workers == 0 && in.Dataplane.CPUs == nil && in.Dataplane.Poll == "" {
 			in.Dataplane = next.Dataplane
 		}
+		if in.VhostUser == (VhostUserConfig{}) {
+			in.VhostUser = next.VhostUser
+		}
 		*next = *in
 		return nil
 	})
@@ -480,9 +483,9 @@ func Listener(l Listen, mode os.FileMode, owner, group string) (net.Listener, er
 			os.Remove(l.Address)
 		}
 	}
-	uid, gid, err := lookupOwner(owner, group)
+	uid, gid, err := LookupOwner(owner, group)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	ln, err := net.Listen(l.Network, l.Address)
 	if err != nil {
@@ -506,14 +509,14 @@ func Listener(l Listen, mode os.FileMode, owner, group string) (net.Listener, er
 	return ln, nil
 }
 
-// lookupOwner resolves user and group names or ids; -1 for "".
-func lookupOwner(owner, group string) (uid, gid int, err error) {
+// LookupOwner resolves user and group names or ids; -1 for "".
+func LookupOwner(owner, group string) (uid, gid int, err error) {
 	uid, gid = -1, -1
 	if owner != "" {
 		if uid, err = strconv.Atoi(owner); err != nil {
 			u, err := user.Lookup(owner)
 			if err != nil {
-				return 0, 0, fmt.Errorf("api.socket_owner: %w", err)
+				return 0, 0, fmt.Errorf("socket_owner: %w", err)
 			}
 			uid, _ = strconv.Atoi(u.Uid)
 		}
@@ -522,7 +525,7 @@ func lookupOwner(owner, group string) (uid, gid int, err error) {
 		if gid, err = strconv.Atoi(group); err != nil {
 			g, err := user.LookupGroup(group)
 			if err != nil {
-				return 0, 0, fmt.Errorf("api.socket_group: %w", err)
+				return 0, 0, fmt.Errorf("socket_group: %w", err)
 			}
 			gid, _ = strconv.Atoi(g.Gid)
 		}

@@ -213,7 +213,9 @@ func (cl *cli) portCmd() *cobra.Command {
 	af.StringVar(&pc.Socket, "socket", "", "vhost-user socket path (relative: under the run directory)")
 	af.StringVar(&pc.Mode, "mode", "", "server (the switch listens) or client (it connects); default server")
 	af.Var(&pc.Queues, "queues", "vhostuser: queue pairs offered (default 1); afxdp: NIC queue ids 0,1,... or a count (default all)")
-	af.StringVar(&pc.SocketMode, "socket-mode", "", "octal mode of a server socket (default 0660)")
+	af.StringVar(&pc.SocketMode, "socket-mode", "", "octal mode of a server socket (default: vhostuser.socket_mode, else 0660)")
+	af.StringVar(&pc.SocketOwner, "socket-owner", "", "user (name or uid) owning a server socket (default: vhostuser.socket_owner, else the daemon's)")
+	af.StringVar(&pc.SocketGroup, "socket-group", "", "group (name or gid) of a server socket, e.g. libvirt-qemu (default: vhostuser.socket_group, else the daemon's)")
 	af.StringVar(&pc.Device, "device", "", "network interface of an afxdp port")
 	af.StringVar(&pc.XDPMode, "xdp-mode", "", "afxdp attach mode: native or generic (default: native, else generic)")
 	add.MarkFlagRequired("bridge")
@@ -230,7 +232,7 @@ func (cl *cli) portCmd() *cobra.Command {
 					patch["queues"] = setQueues
 				case "bridge", "socket", "mode", "type", "device":
 					patch[f.Name] = f.Value.String()
-				case "socket-mode", "xdp-mode":
+				case "socket-mode", "socket-owner", "socket-group", "xdp-mode":
 					patch[strings.ReplaceAll(f.Name, "-", "_")] = f.Value.String()
 				}
 			})
@@ -251,6 +253,8 @@ func (cl *cli) portCmd() *cobra.Command {
 	sf.String("type", "", "port type")
 	sf.Var(&setQueues, "queues", "queue pairs offered (vhostuser) or NIC queue ids (afxdp)")
 	sf.String("socket-mode", "", "octal socket mode")
+	sf.String("socket-owner", "", "socket owner (user name or uid)")
+	sf.String("socket-group", "", "socket group (group name or gid)")
 	sf.String("device", "", "network interface (afxdp)")
 	sf.String("xdp-mode", "", "native or generic (afxdp)")
 	sf.StringVar(&setRev, "revision", "", "only if the port is still at this revision (its ETag); exit 4 otherwise")

@@ -45,7 +45,7 @@ type port struct {
 // Start builds the switch described by cfg: the data plane with cfg's
 // start-time settings, then bridges and ports through Reconcile.
 func Start(cfg *api.Config, log *logrus.Entry) (*Daemon, error) {
-	if err := os.MkdirAll(cfg.RunDir, 0o750); err != nil {
+	if err := makeRunDir(cfg, log); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
 	d := &Daemon{cfg: cfg, log: log, ports: map[string]*port{}, running: cfg.Startup()}
@@ -167,13 +167,15 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	p := &port{cfg: pc, info: info, vp: vp, dev: dev}
 	switch pc.Mode {
 	case api.ModeServer:
-		mode, _ := api.ParseMode(pc.SocketMode)
-		srv, err := vhostuser.Listen(pc.Socket, vhostuser.SocketOptions{Mode: os.FileMode(mode), UID: -1, GID: -1}, dev)
+		owner, group, mode := d.running.SocketPerms(pc)
+		uid, gid, err := api.LookupOwner(owner, group)
+		if err == nil {
+			p.server, err = vhostuser.Listen(pc.Socket, vhostuser.SocketOptions{Mode: os.FileMode(mode), UID: uid, GID: gid}, dev)
+		}
 		if err != nil {
 			d.Switch.RemovePort(pc.Name)
 			return fmt.Errorf("port %s: %w", pc.Name, err)
 		}
-		p.server = srv
 		log.WithField("socket", pc.Socket).Info("vhost-user port listening; connect a guest with: " + QEMUCommand(pc))
 	case api.ModeClient:
 		p.client = vhostuser.Dial(pc.Socket, dev)
@@ -182,6 +184,36 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	d.mu.Lock()
 	d.ports[pc.Name] = p
 	d.mu.Unlock()
+	return nil
+}
+
+// makeRunDir creates the run directory 0750, in the group that must reach
+// its sockets (cfg.RunDirGroup). A directory that exists is the
+// operator's: it is left as it is, with a warning if anyone may write it.
+func makeRunDir(cfg *api.Config, log *logrus.Entry) error {
+	if fi, err := os.Stat(cfg.RunDir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", cfg.RunDir)
+		}
+		if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			log.WithField("run_dir", cfg.RunDir).Warn("anyone may write the run directory: another user could replace the sockets in it")
+		}
+		return nil
+	}
+	_, gid, err := api.LookupOwner("", cfg.RunDirGroup())
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o750); err != nil {
+		return err
+	}
+	// MkdirAll's mode passes through the umask; say it exactly.
+	if err := os.Chmod(cfg.RunDir, 0o750); err != nil {
+		return err
+	}
+	if gid >= 0 {
+		return os.Chown(cfg.RunDir, -1, gid)
+	}
 	return nil
 }
 
