@@ -35,9 +35,16 @@ func newRig(t testing.TB, n int) *rig {
 
 func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
+	return newRigWorkers(t, n, 1, feOpts)
+}
+
+// newRigWorkers is newRigOpts with workers manual workers; each port has
+// feOpts.QueuePairs queue pairs.
+func newRigWorkers(t testing.TB, n, workers int, feOpts vhostusertest.Options) *rig {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	sw := vswitch.New(vswitch.Options{Manual: true, Log: logrus.NewEntry(log)})
+	sw := vswitch.New(vswitch.Options{Manual: true, Workers: workers, Log: logrus.NewEntry(log)})
 	t.Cleanup(sw.Close)
 	if err := sw.AddBridge("br0", 1024, time.Minute); err != nil {
 		t.Fatal(err)
@@ -46,8 +53,8 @@ func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	r := &rig{sw: sw}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("p%d", i)
-		vp := vswitch.NewVhostPort(sw, 1)
-		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, Log: logrus.NewEntry(log)}, vp)
+		vp := vswitch.NewVhostPort(sw, feOpts.QueuePairs)
+		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, QueuePairs: feOpts.QueuePairs, Log: logrus.NewEntry(log)}, vp)
 		vp.OnFault = dev.Abort
 		info, err := sw.AddPort(name, "vhostuser", "br0", vp)
 		if err != nil {

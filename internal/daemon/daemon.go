@@ -253,6 +253,11 @@ func (d *Daemon) Ports() []api.PortStatus {
 				"ring_errors": p.dev.Counters.RingErrors.Load(),
 			},
 		}
+		rxq, txq := p.vp.QueueCounts()
+		for i := range rxq {
+			ps.Protocol[fmt.Sprintf("rx_queue%d", i)] = rxq[i]
+			ps.Protocol[fmt.Sprintf("tx_queue%d", i)] = txq[i]
+		}
 		switch {
 		case st.Connected && p.vp.Running():
 			ps.State = api.StateRunning
