@@ -53,8 +53,8 @@ type Options struct {
 	NoEnable bool
 	// Packed negotiates VIRTIO_F_RING_PACKED (when offered) and lays out
 	// packed rings: use PRx/PTx instead of Rx/Tx/Ring.
-	Packed bool
-	Timeout  time.Duration // DefaultTimeout if zero
+	Packed  bool
+	Timeout time.Duration // DefaultTimeout if zero
 }
 
 // Frontend is a connected fake front-end.
