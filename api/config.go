@@ -3,6 +3,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ type Config struct {
 	RunDir    string          `mapstructure:"run_dir" json:"run_dir,omitempty"`
 	Log       LogConfig       `mapstructure:"log" json:"log"`
 	Dataplane DataplaneConfig `mapstructure:"dataplane" json:"dataplane"`
+	VhostUser VhostUserConfig `mapstructure:"vhostuser" json:"vhostuser,omitzero"`
 	Bridges   []BridgeConfig  `mapstructure:"bridges" json:"bridges"`
 	Ports     []PortConfig    `mapstructure:"ports" json:"ports"`
 	Routers   []RouterConfig  `mapstructure:"routers" json:"routers,omitempty"`
@@ -81,6 +83,17 @@ type DataplaneConfig struct {
 	Poll string `mapstructure:"poll" json:"poll,omitempty"`
 }
 
+// VhostUserConfig holds the defaults of server-mode vhost-user sockets: a
+// port's own socket_owner, socket_group and socket_mode win. QEMU under
+// libvirt runs as its own user (Debian: libvirt-qemu), so set socket_group
+// to that user's group: the run directory then gets that group too, so
+// that it can reach the sockets in it.
+type VhostUserConfig struct {
+	SocketOwner string `mapstructure:"socket_owner" json:"socket_owner,omitempty"` // user name or uid; default the daemon's
+	SocketGroup string `mapstructure:"socket_group" json:"socket_group,omitempty"` // group name or gid; default the daemon's
+	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal; default 0660
+}
+
 // BridgeConfig declares an L2 learning bridge.
 type BridgeConfig struct {
 	Name         string `mapstructure:"name" json:"name"`
@@ -99,15 +112,22 @@ type PortConfig struct {
 	// Socket is the vhost-user socket; a relative path is under RunDir.
 	Socket string `mapstructure:"socket" json:"socket,omitempty"`
 	// Mode is "server" (the switch listens) or "client" (it connects).
-	Mode       string `mapstructure:"mode" json:"mode,omitempty"`
-	Queues     int    `mapstructure:"queues" json:"queues,omitempty"`
-	SocketMode string `mapstructure:"socket_mode" json:"socket_mode,omitempty"` // octal, default 0660
+	Mode string `mapstructure:"mode" json:"mode,omitempty"`
+	// Queues is a vhostuser port's number of queue pairs, or an afxdp
+	// port's NIC queues: a list of queue ids, or a number N for queues
+	// 0..N-1 (left out: every queue of the device).
+	Queues QueueSpec `mapstructure:"queues" json:"queues,omitzero"`
+	// SocketMode, SocketOwner and SocketGroup set a server-mode socket's
+	// permissions; left out, vhostuser's defaults apply (0660, the
+	// daemon's user and group). A client-mode socket is the front-end's.
+	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal
+	SocketOwner string `mapstructure:"socket_owner" json:"socket_owner,omitempty"` // user name or uid
+	SocketGroup string `mapstructure:"socket_group" json:"socket_group,omitempty"` // group name or gid
 	// Offloads false withholds the checksum and TSO features from a
 	// vhost-user guest (default on). An afxdp port always sends complete
 	// frames.
 	Offloads *bool `mapstructure:"offloads" json:"offloads,omitempty"`
-	// Device is an afxdp port's network interface. Its Queues is how many
-	// NIC queues it uses, from queue 0 (0: every queue of the device).
+	// Device is an afxdp port's network interface.
 	Device string `mapstructure:"device" json:"device,omitempty"`
 	// XDPMode forces the XDP attach mode of an afxdp port: native or
 	// generic. Empty tries native and falls back to generic.
@@ -173,6 +193,7 @@ func Parse(yaml []byte) (*Config, error) {
 	err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
 		dc.ErrorUnused = true
 		dc.WeaklyTypedInput = false
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(dc.DecodeHook, queueSpecHook)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -199,8 +220,8 @@ func (c *Config) Defaults() {
 		if p.Mode == "" && p.Type != TypeAFXDP {
 			p.Mode = ModeServer
 		}
-		if p.Queues == 0 && p.Type != TypeAFXDP { // afxdp: 0 is every queue
-			p.Queues = 1
+		if p.Queues.IsZero() && p.Type != TypeAFXDP { // afxdp: none is every queue
+			p.Queues = QueueCount(1)
 		}
 		if p.Socket != "" && !filepath.IsAbs(p.Socket) {
 			p.Socket = filepath.Join(c.RunDir, p.Socket)
@@ -225,6 +246,11 @@ func (c *Config) Validate() error {
 	if _, err := ParseMode(c.API.SocketMode); err != nil {
 		bad("api.socket_mode", "%v", err)
 	}
+	validateOwner(c.API.SocketOwner, c.API.SocketGroup, "api.", bad)
+	if _, err := ParseMode(c.VhostUser.SocketMode); err != nil {
+		bad("vhostuser.socket_mode", "%v", err)
+	}
+	validateOwner(c.VhostUser.SocketOwner, c.VhostUser.SocketGroup, "vhostuser.", bad)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -286,12 +312,15 @@ func (c *Config) Validate() error {
 			if p.Mode != ModeServer && p.Mode != ModeClient {
 				bad(f+".mode", "%q is not server or client", p.Mode)
 			}
-			if p.Queues < 1 || p.Queues > 16 {
-				bad(f+".queues", "%d is not in 1..16", p.Queues)
+			if p.Queues.IsList() {
+				bad(f+".queues", "a vhostuser port takes a number of queue pairs, not a list")
+			} else if p.Queues.N < 1 || p.Queues.N > 16 {
+				bad(f+".queues", "%d is not in 1..16", p.Queues.N)
 			}
 			if _, err := ParseMode(p.SocketMode); err != nil {
 				bad(f+".socket_mode", "%v", err)
 			}
+			validateOwner(p.SocketOwner, p.SocketGroup, f+".", bad)
 		case TypeAFXDP:
 			validateAFXDP(p, f, bad, devices)
 		default:
@@ -395,14 +424,12 @@ func validateAFXDP(p PortConfig, f string, bad func(field, format string, args .
 		}
 		devices[p.Device] = p.Name
 	}
-	if p.Queues < 0 || p.Queues > 256 {
-		bad(f+".queues", "%d is not in 0..256 (0: every queue of the device)", p.Queues)
-	}
+	validateQueueIDs(p.Queues, f+".queues", bad)
 	if p.XDPMode != "" && p.XDPMode != "native" && p.XDPMode != "generic" {
 		bad(f+".xdp_mode", "%q is not native or generic", p.XDPMode)
 	}
-	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" {
-		bad(f+".socket", "socket, mode and socket_mode are vhostuser fields, not afxdp ones")
+	if p.Socket != "" || p.Mode != "" || p.SocketMode != "" || p.SocketOwner != "" || p.SocketGroup != "" {
+		bad(f+".socket", "socket, mode and socket_mode/owner/group are vhostuser fields, not afxdp ones")
 	}
 }
 
@@ -441,6 +468,66 @@ func validateVLAN(p PortConfig, f string, bad func(field, format string, args ..
 		bad(f+".vlan_mode", "%q is not access, trunk, native-tagged or native-untagged", p.VLANMode)
 	}
 }
+
+// validateQueueIDs checks an afxdp port's queues: a number in 0..256, or
+// a non-empty list of distinct queue ids below 256.
+func validateQueueIDs(q QueueSpec, f string, bad func(field, format string, args ...any)) {
+	if !q.IsList() {
+		if q.N < 0 || q.N > maxNICQueues {
+			bad(f, "%d is not in 0..%d (0: every queue of the device)", q.N, maxNICQueues)
+		}
+		return
+	}
+	if len(q.IDs) == 0 {
+		bad(f, "an empty list names no queue (leave queues out for every queue)")
+		return
+	}
+	seen := map[int]bool{}
+	for i, id := range q.IDs {
+		if id < 0 || id >= maxNICQueues {
+			bad(fmt.Sprintf("%s[%d]", f, i), "queue id %d is not in 0..%d", id, maxNICQueues-1)
+		} else if seen[id] {
+			bad(fmt.Sprintf("%s[%d]", f, i), "queue %d is listed twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// maxNICQueues bounds an afxdp port's queue ids.
+const maxNICQueues = 256
+
+// validateOwner checks that owner and group look like a user or group name
+// or a numeric id; whether they exist is known only when a socket is made.
+func validateOwner(owner, group, prefix string, bad func(field, format string, args ...any)) {
+	for _, f := range []struct{ key, v string }{{"socket_owner", owner}, {"socket_group", group}} {
+		if f.v == "" {
+			continue
+		}
+		ok := len(f.v) <= 32
+		for _, r := range f.v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				ok = false
+			}
+		}
+		if !ok || f.v[0] == '-' {
+			bad(prefix+f.key, "%q is not a user or group name or a numeric id", f.v)
+		}
+	}
+}
+
+// SocketPerms returns the owner, group and mode of server-mode port p's
+// socket: p's own settings, else vhostuser's, else 0660 and the daemon's
+// user and group (owner and group empty).
+func (c *Config) SocketPerms(p PortConfig) (owner, group string, mode uint32) {
+	owner, group = cmp.Or(p.SocketOwner, c.VhostUser.SocketOwner), cmp.Or(p.SocketGroup, c.VhostUser.SocketGroup)
+	mode, _ = ParseMode(cmp.Or(p.SocketMode, c.VhostUser.SocketMode, "0660"))
+	return owner, group, mode
+}
+
+// RunDirGroup is the group the run directory is given when the daemon
+// creates it: the one that must reach the sockets in it (vhostuser's
+// socket_group, else the API's). Empty: the daemon's.
+func (c *Config) RunDirGroup() string { return cmp.Or(c.VhostUser.SocketGroup, c.API.SocketGroup) }
 
 func validName(n string) error {
 	if n == "" || len(n) > 64 {

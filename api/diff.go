@@ -45,7 +45,8 @@ func (a Action) String() string {
 // removed, ports removed, bridges removed, bridges added, ports added,
 // routers added, then in-place updates;
 // within each group by name. A change to a setting that only takes effect
-// at start (api, run_dir, dataplane) is an error naming the field.
+// at start (api, run_dir, dataplane, vhostuser) is an error naming the
+// field.
 //
 // Diff is pure: no I/O, and the same inputs always give the same actions.
 // New resources (VLANs, routes, ACLs, NAT) get their own groups here as
@@ -59,6 +60,9 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	if !sameJSON(old.Dataplane, new.Dataplane) {
 		return nil, fmt.Errorf("dataplane: workers, cpus and poll change only at start (restart vswitchd)")
+	}
+	if old.VhostUser != new.VhostUser {
+		return nil, fmt.Errorf("vhostuser: the socket defaults change only at start (restart vswitchd; a port's own socket_owner, socket_group and socket_mode change at once)")
 	}
 	oldB, newB := bridgeMap(old), bridgeMap(new)
 	oldP, newP := portMap(old), portMap(new)
@@ -90,7 +94,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	for _, name := range sortedKeys(oldP) {
 		op := oldP[name]
-		if np, ok := newP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[op.Bridge] {
+		if np, ok := newP[name]; !ok || !op.Equal(np) || replacedB[op.Bridge] {
 			acts = append(acts, Action{Op: OpRemove, Kind: KindPort, Name: name})
 		}
 	}
@@ -107,7 +111,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	for _, name := range sortedKeys(newP) {
 		np := newP[name]
-		if op, ok := oldP[name]; !ok || !reflect.DeepEqual(op, np) || replacedB[np.Bridge] {
+		if op, ok := oldP[name]; !ok || !op.Equal(np) || replacedB[np.Bridge] {
 			acts = append(acts, Action{Op: OpAdd, Kind: KindPort, Name: name, Port: &np})
 		}
 	}
@@ -174,6 +178,11 @@ func (c *Config) Clone() *Config {
 	}
 	return &out
 }
+
+// Equal reports whether p and o declare the same port (a queue list and a
+// queue count are different declarations even when they name the same
+// queues).
+func (p PortConfig) Equal(o PortConfig) bool { return reflect.DeepEqual(p, o) }
 
 // Port returns the port named name.
 func (c *Config) Port(name string) (PortConfig, bool) {

@@ -12,6 +12,9 @@ import (
 func FuzzDecodePort(f *testing.F) {
 	f.Add([]byte(`{"name":"vm3","type":"vhostuser","bridge":"br0","socket":"a.sock","mode":"server","queues":2}`))
 	f.Add([]byte(`{"name":"vm3","queues":"x"}`))
+	f.Add([]byte(`{"name":"up1","type":"afxdp","bridge":"br0","device":"eth1","queues":[0,3]}`))
+	f.Add([]byte(`{"name":"up1","queues":[]}`))
+	f.Add([]byte(`{"name":"up1","queues":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := DecodePort(b)
 		if err != nil {
@@ -19,7 +22,7 @@ func FuzzDecodePort(f *testing.F) {
 		}
 		again, _ := json.Marshal(p)
 		q, err := DecodePort(again)
-		if err != nil || !reflect.DeepEqual(q, p) {
+		if err != nil || !q.Equal(p) {
 			t.Fatalf("%s: re-decoded %+v %v, want %+v", again, q, err, p)
 		}
 	})
@@ -43,9 +46,10 @@ func FuzzDecodeConfig(f *testing.F) {
 
 func FuzzMergePatch(f *testing.F) {
 	f.Add([]byte(`{"queues":2,"mode":null}`))
+	f.Add([]byte(`{"queues":[1,2]}`))
 	f.Add([]byte(`{"name":{"x":1}}`))
 	f.Fuzz(func(t *testing.T, patch []byte) {
-		cur := PortConfig{Name: "vm1", Type: TypeVhostUser, Bridge: "br0", Socket: "/a", Mode: ModeServer, Queues: 1}
+		cur := PortConfig{Name: "vm1", Type: TypeVhostUser, Bridge: "br0", Socket: "/a", Mode: ModeServer, Queues: QueueCount(1)}
 		var out PortConfig
 		_ = MergePatch(cur, patch, &out)
 	})

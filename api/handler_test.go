@@ -187,7 +187,7 @@ func TestPortLifecycle(t *testing.T) {
 	}
 	var pc PortConfig
 	json.Unmarshal(rec.Body.Bytes(), &pc)
-	if pc.Socket != "/tmp/vs-api/vm3.sock" || pc.Queues != 1 {
+	if pc.Socket != "/tmp/vs-api/vm3.sock" || pc.Queues.N != 1 {
 		t.Errorf("created %+v", pc)
 	}
 	if got := r.d.calls; got != 1 {
@@ -211,7 +211,7 @@ func TestPortLifecycle(t *testing.T) {
 	if rec.Code != 200 || rec.Header().Get("ETag") != `"3"` {
 		t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
 	}
-	if p, _ := r.d.running.Port("vm3"); p.Queues != 4 {
+	if p, _ := r.d.running.Port("vm3"); p.Queues.N != 4 {
 		t.Errorf("running vm3 %+v", p)
 	}
 	// Only vm3 was touched: vm1's revision is still 1.
@@ -300,7 +300,7 @@ func TestConcurrentUpdatesOneWins(t *testing.T) {
 		if won < 0 || codes[0] == codes[1] {
 			t.Fatalf("codes %v: want one 200 and one 409", codes)
 		}
-		if p, _ := r.store.Snapshot().Config.Port("vm1"); p.Queues != won+2 {
+		if p, _ := r.store.Snapshot().Config.Port("vm1"); p.Queues.N != won+2 {
 			t.Fatalf("queues %d, winner wrote %d", p.Queues, won+2)
 		}
 	}
@@ -354,6 +354,12 @@ func TestOpenAPIInStep(t *testing.T) {
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("openapi.json: %v %s", err, rec.Body)
+	}
+	if q, _ := json.Marshal(doc.Components.Schemas["PortConfig"].Properties["queues"]); !strings.Contains(string(q), `"oneOf"`) {
+		t.Errorf("PortConfig.queues schema %s: want a number or a list", q)
+	}
+	if _, ok := doc.Components.Schemas["PortStatus"].Properties["error"]; !ok {
+		t.Error("PortStatus has no documented error field")
 	}
 	bodies := map[string]string{
 		"POST /v1/ports":           `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
@@ -443,7 +449,7 @@ func TestDiff(t *testing.T) {
 		{"add port", mod(func(c *Config) {
 			c.Ports = append(c.Ports, PortConfig{Name: "vm3", Type: TypeVhostUser, Bridge: "br1", Socket: "vm3.sock"})
 		}), []string{"add port vm3"}},
-		{"change port", mod(func(c *Config) { c.Ports[1].Queues = 2 }), []string{"remove port vm2", "add port vm2"}},
+		{"change port", mod(func(c *Config) { c.Ports[1].Queues = QueueCount(2) }), []string{"remove port vm2", "add port vm2"}},
 		{"remove port", mod(func(c *Config) { c.Ports = c.Ports[:1] }), []string{"remove port vm2"}},
 		{"change bridge recreates its ports", mod(func(c *Config) { c.Bridges[0].MACAging = 10 }),
 			[]string{"remove port vm1", "remove port vm2", "remove bridge br0", "add bridge br0", "add port vm1", "add port vm2"}},

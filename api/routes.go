@@ -140,9 +140,17 @@ func operationID(rt route) string {
 	return s
 }
 
+// schemaer is a type that encodes to JSON its own way and says how.
+type schemaer interface{ JSONSchema() map[string]any }
+
+var schemaerType = reflect.TypeFor[schemaer]()
+
 // schemaRef returns the schema of t, registering named structs under
 // components/schemas.
 func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
+	if t.Implements(schemaerType) {
+		return reflect.Zero(t).Interface().(schemaer).JSONSchema()
+	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		return schemaRef(t.Elem(), schemas)

@@ -18,12 +18,17 @@ import (
 
 // PortStatus is one port as GET /v1/ports shows it.
 type PortStatus struct {
-	Name       string            `json:"name"`
-	Type       string            `json:"type"`
-	Bridge     string            `json:"bridge"`
-	Socket     string            `json:"socket,omitempty"`
-	Mode       string            `json:"mode,omitempty"`
-	State      string            `json:"state"` // waiting, connecting, connected, running
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Bridge string `json:"bridge"`
+	Socket string `json:"socket,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	State  string `json:"state"` // waiting, connecting, connected, running, down, stopped
+	// Error says why the port is not forwarding, or why its connection was
+	// last dropped: a vhost-user message refused, a ring that cannot
+	// start, a data-plane fault, an unreachable front-end, a link down or
+	// a device gone. Empty when nothing went wrong since it last connected.
+	Error      string            `json:"error,omitempty"`
 	Features   []string          `json:"features,omitempty"`
 	QueuePairs int               `json:"queue_pairs"`
 	MTU        int               `json:"mtu,omitempty"`
@@ -53,6 +58,8 @@ const (
 	StateConnecting = "connecting" // client mode, front-end not reachable yet
 	StateConnected  = "connected"  // front-end connected, rings not running
 	StateRunning    = "running"    // rings running
+	StateDown       = "down"       // afxdp: the device's link is down
+	StateStopped    = "stopped"    // afxdp: the device is gone or the data plane faulted
 )
 
 // Source is what the API reads from the daemon.
@@ -435,7 +442,7 @@ func (h *handler) putConfig(w http.ResponseWriter, r *http.Request) {
 
 // Replace makes in the desired config, as PUT /v1/config, SIGHUP and
 // vswitchctl config apply do. Sections that in leaves out (api, run_dir, log,
-// dataplane) keep their current values; bridges and ports are replaced as
+// dataplane, vhostuser) keep their current values; bridges and ports are replaced as
 // given. With checkRev, the current revision must be rev.
 func (s *Store) Replace(in *Config, rev uint64, checkRev bool) (*Result, error) {
 	return s.Update(func(cur *State, next *Config) error {
@@ -455,6 +462,9 @@ func (s *Store) Replace(in *Config, rev uint64, checkRev bool) (*Result, error) 
 		if in.Dataplane.Workers == 0 && in.Dataplane.CPUs == nil && in.Dataplane.Poll == "" {
 			in.Dataplane = next.Dataplane
 		}
+		if in.VhostUser == (VhostUserConfig{}) {
+			in.VhostUser = next.VhostUser
+		}
 		*next = *in
 		return nil
 	})
@@ -473,9 +483,9 @@ func Listener(l Listen, mode os.FileMode, owner, group string) (net.Listener, er
 			os.Remove(l.Address)
 		}
 	}
-	uid, gid, err := lookupOwner(owner, group)
+	uid, gid, err := LookupOwner(owner, group)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	ln, err := net.Listen(l.Network, l.Address)
 	if err != nil {
@@ -499,14 +509,14 @@ func Listener(l Listen, mode os.FileMode, owner, group string) (net.Listener, er
 	return ln, nil
 }
 
-// lookupOwner resolves user and group names or ids; -1 for "".
-func lookupOwner(owner, group string) (uid, gid int, err error) {
+// LookupOwner resolves user and group names or ids; -1 for "".
+func LookupOwner(owner, group string) (uid, gid int, err error) {
 	uid, gid = -1, -1
 	if owner != "" {
 		if uid, err = strconv.Atoi(owner); err != nil {
 			u, err := user.Lookup(owner)
 			if err != nil {
-				return 0, 0, fmt.Errorf("api.socket_owner: %w", err)
+				return 0, 0, fmt.Errorf("socket_owner: %w", err)
 			}
 			uid, _ = strconv.Atoi(u.Uid)
 		}
@@ -515,7 +525,7 @@ func lookupOwner(owner, group string) (uid, gid int, err error) {
 		if gid, err = strconv.Atoi(group); err != nil {
 			g, err := user.LookupGroup(group)
 			if err != nil {
-				return 0, 0, fmt.Errorf("api.socket_group: %w", err)
+				return 0, 0, fmt.Errorf("socket_group: %w", err)
 			}
 			gid, _ = strconv.Atoi(g.Gid)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	osexec "os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,23 @@ func TestAFXDPMultiqueue(t *testing.T) {
 				t.Errorf("port %d queue %d received nothing", i, q)
 			}
 		}
+	}
+}
+
+// TestAFXDPQueueList binds sockets on the listed queues only, in the
+// order listed: queues 3 and 1 of a four-queue veth.
+func TestAFXDPQueueList(t *testing.T) {
+	afxdptest.Require(t)
+	sw := vswitch.New(vswitch.Options{Workers: 2})
+	t.Cleanup(sw.Close)
+	h := afxdptest.NewHost(t, "10.78.4.1/24", 4)
+	p, err := vswitch.OpenAFXDPPort(sw, vswitch.AFXDPOptions{Device: h.Near, Queues: []int{3, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if st := p.Status(); p.QueuePairs() != 2 || !slices.Equal(st.Queues, []int{3, 1}) || len(st.QueueRx) != 2 {
+		t.Errorf("queues %v (%d pairs), want [3 1]", st.Queues, p.QueuePairs())
 	}
 }
 

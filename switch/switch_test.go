@@ -35,16 +35,28 @@ func newRig(t testing.TB, n int) *rig {
 
 func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
-	return newRigPorts(t, make([]vswitch.PortOptions, n), feOpts)
+	return newRigFull(t, make([]vswitch.PortOptions, n), 1, feOpts)
 }
 
 // newRigPorts is newRigOpts with each port's options.
 func newRigPorts(t testing.TB, popts []vswitch.PortOptions, feOpts vhostusertest.Options) *rig {
 	t.Helper()
+	return newRigFull(t, popts, 1, feOpts)
+}
+
+// newRigWorkers is newRigOpts with workers manual workers; each port has
+// feOpts.QueuePairs queue pairs.
+func newRigWorkers(t testing.TB, n, workers int, feOpts vhostusertest.Options) *rig {
+	t.Helper()
+	return newRigFull(t, make([]vswitch.PortOptions, n), workers, feOpts)
+}
+
+func newRigFull(t testing.TB, popts []vswitch.PortOptions, workers int, feOpts vhostusertest.Options) *rig {
+	t.Helper()
 	n := len(popts)
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	sw := vswitch.New(vswitch.Options{Manual: true, Log: logrus.NewEntry(log)})
+	sw := vswitch.New(vswitch.Options{Manual: true, Workers: workers, Log: logrus.NewEntry(log)})
 	t.Cleanup(sw.Close)
 	if err := sw.AddBridge("br0", 1024, time.Minute); err != nil {
 		t.Fatal(err)
@@ -53,8 +65,8 @@ func newRigPorts(t testing.TB, popts []vswitch.PortOptions, feOpts vhostusertest
 	r := &rig{sw: sw}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("p%d", i)
-		vp := vswitch.NewVhostPort(sw, 1)
-		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, Log: logrus.NewEntry(log)}, vp)
+		vp := vswitch.NewVhostPort(sw, feOpts.QueuePairs)
+		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, QueuePairs: feOpts.QueuePairs, Log: logrus.NewEntry(log)}, vp)
 		vp.OnFault = dev.Abort
 		info, err := sw.AddPort(name, "vhostuser", "br0", vp, popts[i])
 		if err != nil {
@@ -109,7 +121,25 @@ func (r *rig) poll() {
 func (r *rig) drops(i int) map[string]uint64 { return r.ports[i].Counters.DropMap() }
 
 func TestForwardLearnsAndFloods(t *testing.T) {
-	r := newRig(t, 3)
+	for _, packed := range []bool{false, true} {
+		t.Run(ringName(packed), func(t *testing.T) {
+			r := newRigOpts(t, 3, vhostusertest.Options{Packed: packed})
+			if r.fes[0].Packed() != packed {
+				t.Fatalf("packed rings negotiated: %v, want %v", r.fes[0].Packed(), packed)
+			}
+			forwardLearnsAndFloods(t, r)
+		})
+	}
+}
+
+func ringName(packed bool) string {
+	if packed {
+		return "packed"
+	}
+	return "split"
+}
+
+func forwardLearnsAndFloods(t *testing.T, r *rig) {
 	for _, fe := range r.fes {
 		fe.PostRxBuffers(0, 64, 2048)
 	}
@@ -325,6 +355,42 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	if loop.forwarded == 0 {
 		t.Fatal("nothing forwarded")
 	}
+	pl := newPackedLoop(t, newRigOpts(t, 2, vhostusertest.Options{Packed: true}), 64)
+	if allocs := testing.AllocsPerRun(200, pl.step); allocs != 0 {
+		t.Fatalf("packed: %.1f allocations per batch, want 0", allocs)
+	}
+	if pl.forwarded < 200*64 {
+		t.Fatalf("packed: forwarded %d in 201 batches of 64", pl.forwarded)
+	}
+}
+
+// packedLoop is loop over packed rings: used chains are made available
+// again with the same buffers.
+type packedLoop struct {
+	r         *rig
+	tx, rx    *virtiotest.PackedRing
+	forwarded int
+}
+
+func newPackedLoop(t testing.TB, r *rig, batch int) *packedLoop {
+	l := &packedLoop{r: r, tx: r.fes[0].PTx(0), rx: r.fes[1].PRx(0)}
+	r.fes[0].PostRxBuffers(0, 4, 2048)
+	r.fes[1].SendPacket(0, frame(t, mac(1), mac(0), 50))
+	r.poll()
+	r.fes[0].Received(0)
+	r.fes[1].TxDone(0)
+	f := frame(t, mac(0), mac(1), 64-14-28)
+	for i := 0; i < batch; i++ {
+		l.tx.AddTxPacket(r.fes[0].HdrLen(), f, 0)
+		l.rx.AddRxBuffer(2048)
+	}
+	return l
+}
+
+func (l *packedLoop) step() {
+	l.r.sw.PollOnce()
+	l.tx.Recycle()
+	l.forwarded += l.rx.Recycle()
 }
 
 // loop recycles the same transmit chains and receive buffers through the
@@ -378,6 +444,21 @@ func (l *loop) step() {
 func BenchmarkGuestToGuest(b *testing.B) {
 	r := newRig(b, 2)
 	l := newLoop(b, r, vswitch.BatchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.step()
+	}
+	b.StopTimer()
+	if l.forwarded < b.N {
+		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+}
+
+// BenchmarkGuestToGuestPacked is BenchmarkGuestToGuest over packed rings.
+func BenchmarkGuestToGuestPacked(b *testing.B) {
+	l := newPackedLoop(b, newRigOpts(b, 2, vhostusertest.Options{Packed: true}), vswitch.BatchSize)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

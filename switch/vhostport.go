@@ -20,9 +20,29 @@ type VhostPort struct {
 	state  atomic.Pointer[vhostuser.State]
 	rxLock [vhostuser.MaxQueuePairs]sync.Mutex // guest receive queues may be fed by several workers
 	rarp   atomic.Uint64                       // pending RARP announcement: mac | 1<<63
+	// Per queue pair: frames taken from the guest's transmit queue and put
+	// into its receive queue, counted once per batch. Padded: different
+	// workers own different queues.
+	qrx, qtx [vhostuser.MaxQueuePairs]queueCounter
 	// OnFault is called (from a worker) when touching the guest's memory
 	// faulted; the owner drops the connection so the guest starts afresh.
 	OnFault func(reason any)
+}
+
+// queueCounter is a counter alone on its cache line.
+type queueCounter struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// QueueCounts returns, per queue pair, the frames received from the
+// guest's transmit queue and sent into its receive queue.
+func (p *VhostPort) QueueCounts() (rx, tx []uint64) {
+	rx, tx = make([]uint64, p.pairs), make([]uint64, p.pairs)
+	for i := range rx {
+		rx[i], tx[i] = p.qrx[i].Load(), p.qtx[i].Load()
+	}
+	return rx, tx
 }
 
 // NewVhostPort returns a port with up to pairs queue pairs.
@@ -72,10 +92,17 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	if q == 0 && p.rarp.Load() != 0 {
 		p.injectRARP(b, c)
 	}
+	first := b.N
+	var n int
 	if st.Packed {
-		return p.receivePacked(st, st.PTx[q], b, c)
+		n = p.receivePacked(st, st.PTx[q], b, c)
+	} else {
+		n = p.receiveSplit(st, st.Tx[q], b, c)
 	}
-	return p.receiveSplit(st, st.Tx[q], b, c)
+	if n > first {
+		p.qrx[q].Add(uint64(n - first))
+	}
+	return n
 }
 
 // receiveSplit dequeues a split transmit queue (DPDK virtio_dev_tx_split).
@@ -374,6 +401,9 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 	rxq.Flush()
 	lk.Unlock()
 	t.count(c)
+	if t.sent != 0 {
+		p.qtx[qi].Add(t.sent)
+	}
 }
 
 // transmitPacked is transmitSplit for a packed ring (DPDK
@@ -411,6 +441,9 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 	rxq.Flush()
 	lk.Unlock()
 	t.count(c)
+	if t.sent != 0 {
+		p.qtx[qi].Add(t.sent)
+	}
 }
 
 // txTally counts one Transmit call.

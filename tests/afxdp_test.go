@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +22,30 @@ func TestAFXDPConfig(t *testing.T) {
 ports:
   - {name: up0, type: afxdp, bridge: br0, device: eth1}
   - {name: up1, type: afxdp, bridge: br0, device: eth2, queues: 2, xdp_mode: generic}
+  - {name: up2, type: afxdp, bridge: br0, device: eth3, queues: [1, 3]}
 `
 	c, err := api.Load([]byte(good), "/tmp/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Ports[0]; p.Queues != 0 || p.Mode != "" {
-		t.Errorf("afxdp defaults: queues %d (want 0: all), mode %q (want none)", p.Queues, p.Mode)
+	if p := c.Ports[0]; !p.Queues.IsZero() || p.Queues.Queues() != nil || p.Mode != "" {
+		t.Errorf("afxdp defaults: queues %v (want none: all), mode %q (want none)", p.Queues, p.Mode)
+	}
+	if q := c.Ports[1].Queues.Queues(); !slices.Equal(q, []int{0, 1}) {
+		t.Errorf("queues: 2 names %v, want [0 1]", q)
+	}
+	if q := c.Ports[2].Queues.Queues(); !slices.Equal(q, []int{1, 3}) {
+		t.Errorf("queues: [1, 3] names %v", q)
 	}
 	for _, tc := range []struct{ port, want string }{
 		{`{name: p, type: afxdp, bridge: br0}`, "ports[0].device: an afxdp port needs a device"},
 		{`{name: p, type: afxdp, bridge: br0, device: "a/b"}`, "ports[0].device"},
 		{`{name: p, type: afxdp, bridge: br0, device: eth1, queues: -1}`, "ports[0].queues"},
+		{`{name: p, type: afxdp, bridge: br0, device: eth1, queues: []}`, "ports[0].queues: an empty list"},
+		{`{name: p, type: afxdp, bridge: br0, device: eth1, queues: [0, 0]}`, "ports[0].queues[1]: queue 0 is listed twice"},
+		{`{name: p, type: afxdp, bridge: br0, device: eth1, queues: [256]}`, "ports[0].queues[0]: queue id 256"},
+		{`{name: p, type: afxdp, bridge: br0, device: eth1, queues: [x]}`, "queues"},
+		{`{name: p, type: vhostuser, bridge: br0, socket: a, queues: [0, 1]}`, "ports[0].queues: a vhostuser port takes a number"},
 		{`{name: p, type: afxdp, bridge: br0, device: eth1, xdp_mode: offload}`, "ports[0].xdp_mode"},
 		{`{name: p, type: afxdp, bridge: br0, device: eth1, socket: a.sock}`, "ports[0].socket"},
 		{`{name: p, type: afxdp, bridge: br0, device: eth1}, {name: q, type: afxdp, bridge: br0, device: eth1}`, "ports[1].device: eth1 is also port \"p\""},
@@ -95,7 +108,7 @@ func TestAFXDPVswitchd(t *testing.T) {
 	cfg := fmt.Sprintf(`dataplane: {workers: 2}
 bridges: [{name: br0}]
 ports:
-  - {name: xa, type: afxdp, bridge: br0, device: %s}
+  - {name: xa, type: afxdp, bridge: br0, device: %s, queues: [0, 1]}
   - {name: xb, type: afxdp, bridge: br0, device: %s}
   - {name: xc, type: afxdp, bridge: br0, device: %s, queues: 1}
 `, a.Near, b.Near, c.Near)
@@ -172,15 +185,17 @@ ports:
 	}()
 	time.Sleep(200 * time.Millisecond)
 	afxdptest.Run(t, "ip", "link", "set", b.Near, "down")
-	p := waitState(t, sw, "xb", "down")
-	if p.Protocol["link_downs"] != 1 {
-		t.Errorf("xb: link down not counted: %v", p.Protocol)
+	p := waitState(t, sw, "xb", api.StateDown)
+	if p.Protocol["link_downs"] != 1 || !strings.Contains(p.Error, "is down") {
+		t.Errorf("xb: link down not counted or not said: %v, error %q", p.Protocol, p.Error)
 	}
 	afxdptest.Run(t, "ip", "link", "set", b.Near, "up")
 	waitState(t, sw, "xb", api.StateRunning)
 	a.Ping(t, b.IP, 2)
 	afxdptest.Run(t, "ip", "link", "del", b.Near)
-	waitState(t, sw, "xb", "stopped")
+	if p := waitState(t, sw, "xb", api.StateStopped); !strings.Contains(p.Error, "disappeared; the port is stopped") {
+		t.Errorf("xb stopped with error %q", p.Error)
+	}
 	if msg := <-done; msg != "" {
 		t.Fatalf("A <-> C while B went down, up and away: %s", msg)
 	}

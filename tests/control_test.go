@@ -84,7 +84,7 @@ func TestVswitchctl(t *testing.T) {
 
 	var ps api.PortStatus
 	json.Unmarshal([]byte(mustCtl(t, sw, 0, "--json", "port", "show", "vm3")), &ps)
-	if ps.Name != "vm3" || ps.Config == nil || ps.Config.Queues != 2 || ps.State != api.StateWaiting || ps.Revision == 0 {
+	if ps.Name != "vm3" || ps.Config == nil || ps.Config.Queues.N != 2 || ps.State != api.StateWaiting || ps.Revision == 0 {
 		t.Fatalf("port show --json: %+v", ps)
 	}
 	out = mustCtl(t, sw, 0, "port", "show", "vm3")
@@ -96,7 +96,7 @@ func TestVswitchctl(t *testing.T) {
 	mustCtl(t, sw, 4, "port", "set", "vm3", "--queues", "4", "--revision", fmt.Sprint(ps.Revision+5))
 	mustCtl(t, sw, 0, "port", "set", "vm3", "--queues", "4", "--revision", fmt.Sprint(ps.Revision))
 	json.Unmarshal([]byte(mustCtl(t, sw, 0, "--json", "port", "show", "vm3")), &ps)
-	if ps.Config.Queues != 4 {
+	if ps.Config.Queues.N != 4 {
 		t.Errorf("queues %d after set", ps.Config.Queues)
 	}
 
@@ -335,7 +335,7 @@ func portDiff(a, b api.Config) int {
 	}
 	n := 0
 	for _, p := range b.Ports {
-		if q, ok := m[p.Name]; !ok || !reflect.DeepEqual(q, p) {
+		if q, ok := m[p.Name]; !ok || !q.Equal(p) {
 			n++
 		}
 		delete(m, p.Name)

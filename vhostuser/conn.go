@@ -40,6 +40,7 @@ func (d *Device) Serve(conn *net.UnixConn) error {
 			}
 			d.Counters.BadMessages.Add(1)
 			d.log.WithError(err).Warn("closing connection: unreadable message")
+			d.setErr("connection closed: unreadable message: %v", err)
 			return err
 		}
 		reply, herr := d.Handle(m)
@@ -48,10 +49,12 @@ func (d *Device) Serve(conn *net.UnixConn) error {
 			d.log.WithError(herr).WithField("request", m.Request.String()).Warn("refused vhost-user request")
 			if m.NeedReply() && d.ackNegotiated() && !handlers[m.Request].reply {
 				if err := WriteReply(conn, m.Request, U64(1).Bytes()); err != nil {
+					d.setErr("connection closed: reply to %s failed: %v", m.Request, err)
 					return err
 				}
 			}
 			if fatal {
+				d.setErr("connection closed: %s refused: %v", m.Request, herr)
 				return herr
 			}
 			continue
@@ -64,6 +67,7 @@ func (d *Device) Serve(conn *net.UnixConn) error {
 		}
 		if err != nil {
 			d.log.WithError(err).Warn("closing connection: reply failed")
+			d.setErr("connection closed: reply to %s failed: %v", m.Request, err)
 			return err
 		}
 	}
@@ -77,6 +81,7 @@ func (d *Device) Abort(reason any) {
 	d.mu.Unlock()
 	if c != nil {
 		d.log.WithField("reason", reason).Warn("dropping the front-end connection")
+		d.setErr("connection dropped after a data-plane fault: %v", reason)
 		c.Close()
 	}
 }
@@ -253,6 +258,7 @@ func (c *Client) run(ctx context.Context) {
 		if err != nil {
 			if !logged {
 				c.log.WithError(err).Info("waiting for the front-end to listen")
+				c.dev.setErr("cannot reach the front-end: %v", err)
 				logged = true
 			}
 			select {

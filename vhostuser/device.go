@@ -89,6 +89,10 @@ type Status struct {
 	QueuePairs       int // running queue pairs
 	MTU              int
 	Regions          int
+	// Err says why the device last failed (a connection closed for a bad
+	// message, a ring that cannot start, a data-plane fault, a front-end
+	// that cannot be reached); empty once a new connection starts.
+	Err string
 }
 
 type vring struct {
@@ -127,6 +131,7 @@ type Device struct {
 	mtu         int
 	status      uint8 // virtio device status (SET_STATUS)
 	published   *State
+	lastErr     string // why the port last failed; cleared by a new connection
 }
 
 // NewDevice returns a device that publishes to backend.
@@ -192,7 +197,7 @@ func closeFd(fd *int) {
 func (d *Device) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Status{Connected: d.connected, Features: d.features, ProtocolFeatures: d.protoAcked, MTU: d.mtu}
+	s := Status{Connected: d.connected, Features: d.features, ProtocolFeatures: d.protoAcked, MTU: d.mtu, Err: d.lastErr}
 	if d.mem != nil {
 		s.Regions = len(d.mem.Regions())
 	}
@@ -204,6 +209,14 @@ func (d *Device) Status() Status {
 		}
 	}
 	return s
+}
+
+// setErr records why the device failed, for Status.
+func (d *Device) setErr(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	d.mu.Lock()
+	d.lastErr = msg
+	d.mu.Unlock()
 }
 
 // fdRule says how many fds a request carries.
@@ -669,6 +682,7 @@ func (d *Device) resume() {
 			if err != nil {
 				v.failed = true
 				d.Counters.RingErrors.Add(1)
+				d.lastErr = fmt.Sprintf("vring %d cannot start: %v", i, err)
 				d.log.WithError(err).WithField("vring", i).Warn("packed vring cannot start")
 				continue
 			}
@@ -687,6 +701,7 @@ func (d *Device) resume() {
 		if err != nil {
 			v.failed = true
 			d.Counters.RingErrors.Add(1)
+			d.lastErr = fmt.Sprintf("vring %d cannot start: %v", i, err)
 			d.log.WithError(err).WithField("vring", i).Warn("vring cannot start")
 			continue
 		}
@@ -728,6 +743,7 @@ func (d *Device) Disconnect() {
 func (d *Device) setConnected() {
 	d.mu.Lock()
 	d.connected = true
+	d.lastErr = ""
 	d.mu.Unlock()
 	d.Counters.Connects.Add(1)
 }

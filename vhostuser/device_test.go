@@ -330,10 +330,20 @@ func TestClientMode(t *testing.T) {
 	dev := vhostuser.NewDevice(vhostuser.Options{Name: "client", Log: testLog("client")}, be)
 	c := vhostuser.Dial(path, dev)
 	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(vhostusertest.DefaultTimeout)
+	for !strings.HasPrefix(dev.Status().Err, "cannot reach the front-end: ") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if e := dev.Status().Err; !strings.Contains(e, "no such file") {
+		t.Errorf("status error %q, want the front-end unreachable", e)
+	}
 	for round := 0; round < 2; round++ {
 		g := virtiotest.NewGuest(t, testGuestSize)
 		f := vhostusertest.Connect(t, path, g, vhostusertest.Options{Server: true})
 		be.WaitRunning(t, 1)
+		if e := dev.Status().Err; e != "" {
+			t.Errorf("status error %q while connected", e)
+		}
 		traffic(t, f, be, 1, 4)
 		f.Close()
 		be.WaitState(t, 0, func(st *vhostuser.State) bool { return !st.Running() })
@@ -824,6 +834,12 @@ func TestHostileMessages(t *testing.T) {
 			}
 			if !c.survive {
 				b.waitDisconnected(t)
+				if e := b.dev.Status().Err; !strings.HasPrefix(e, "connection closed: ") {
+					t.Errorf("status error %q, want why the connection closed", e)
+				}
+			}
+			if e := b.dev.Status().Err; c.survive && c.ringErrors > 0 && !strings.Contains(e, "cannot start") {
+				t.Errorf("status error %q, want the ring that cannot start", e)
 			}
 			got := [3]uint64{cnt.BadMessages.Load() - bad0, cnt.Refused.Load() - ref0, cnt.RingErrors.Load() - ring0}
 			if want := [3]uint64{c.bad, c.refused, c.ringErrors}; got != want {
@@ -835,6 +851,9 @@ func TestHostileMessages(t *testing.T) {
 				// And this one serves the next front-end from scratch.
 				f2 := b.connect(t, virtiotest.NewGuest(t, testGuestSize), vhostusertest.Options{})
 				traffic(t, f2, b.be, 1, 2)
+				if e := b.dev.Status().Err; e != "" {
+					t.Errorf("status error %q after a good connection", e)
+				}
 			}
 		})
 	}
@@ -1086,6 +1105,9 @@ func TestAbort(t *testing.T) {
 		t.Fatal("Abort did not close the connection")
 	}
 	b.waitDisconnected(t)
+	if e := b.dev.Status().Err; e != "connection dropped after a data-plane fault: test" {
+		t.Errorf("status error %q", e)
+	}
 	b.dev.Abort("no connection") // a no-op
 	f2 := b.connect(t, virtiotest.NewGuest(t, testGuestSize), vhostusertest.Options{})
 	traffic(t, f2, b.be, 1, 2)

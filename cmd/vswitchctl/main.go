@@ -177,9 +177,12 @@ func (cl *cli) portCmd() *cobra.Command {
 			kv("socket", p.Socket)
 			kv("mode", p.Mode)
 			kv("state", p.State)
+			if p.Error != "" {
+				kv("error", p.Error)
+			}
 			kv("queue pairs", strconv.Itoa(p.QueuePairs))
 			if p.Config != nil {
-				kv("queues offered", strconv.Itoa(p.Config.Queues))
+				kv("queues offered", p.Config.Queues.String())
 			}
 			kv("features", strings.Join(p.Features, " "))
 			kv("revision", u(p.Revision))
@@ -209,13 +212,16 @@ func (cl *cli) portCmd() *cobra.Command {
 	af.StringVar(&pc.Bridge, "bridge", "", "bridge to attach to")
 	af.StringVar(&pc.Socket, "socket", "", "vhost-user socket path (relative: under the run directory)")
 	af.StringVar(&pc.Mode, "mode", "", "server (the switch listens) or client (it connects); default server")
-	af.IntVar(&pc.Queues, "queues", 0, "queue pairs offered (default 1)")
-	af.StringVar(&pc.SocketMode, "socket-mode", "", "octal mode of a server socket (default 0660)")
+	af.Var(&pc.Queues, "queues", "vhostuser: queue pairs offered (default 1); afxdp: NIC queue ids 0,1,... or a count (default all)")
+	af.StringVar(&pc.SocketMode, "socket-mode", "", "octal mode of a server socket (default: vhostuser.socket_mode, else 0660)")
+	af.StringVar(&pc.SocketOwner, "socket-owner", "", "user (name or uid) owning a server socket (default: vhostuser.socket_owner, else the daemon's)")
+	af.StringVar(&pc.SocketGroup, "socket-group", "", "group (name or gid) of a server socket, e.g. libvirt-qemu (default: vhostuser.socket_group, else the daemon's)")
 	af.StringVar(&pc.Device, "device", "", "network interface of an afxdp port")
 	af.StringVar(&pc.XDPMode, "xdp-mode", "", "afxdp attach mode: native or generic (default: native, else generic)")
 	add.MarkFlagRequired("bridge")
 	add.Use = "add NAME --bridge BRIDGE (--socket PATH | --type afxdp --device DEV)"
 	var setRev string
+	var setQueues api.QueueSpec
 	set := &cobra.Command{Use: "set NAME [--queues N] [--mode M] ...", Short: "Change fields of a port (the port is recreated)", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: cl.completeNames("ports"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -223,11 +229,10 @@ func (cl *cli) portCmd() *cobra.Command {
 			cmd.Flags().Visit(func(f *pflag.Flag) {
 				switch f.Name {
 				case "queues":
-					n, _ := strconv.Atoi(f.Value.String())
-					patch["queues"] = n
+					patch["queues"] = setQueues
 				case "bridge", "socket", "mode", "type", "device":
 					patch[f.Name] = f.Value.String()
-				case "socket-mode", "xdp-mode":
+				case "socket-mode", "socket-owner", "socket-group", "xdp-mode":
 					patch[strings.ReplaceAll(f.Name, "-", "_")] = f.Value.String()
 				}
 			})
@@ -246,8 +251,10 @@ func (cl *cli) portCmd() *cobra.Command {
 	sf.String("socket", "", "socket path")
 	sf.String("mode", "", "server or client")
 	sf.String("type", "", "port type")
-	sf.Int("queues", 0, "queue pairs offered")
+	sf.Var(&setQueues, "queues", "queue pairs offered (vhostuser) or NIC queue ids (afxdp)")
 	sf.String("socket-mode", "", "octal socket mode")
+	sf.String("socket-owner", "", "socket owner (user name or uid)")
+	sf.String("socket-group", "", "socket group (group name or gid)")
 	sf.String("device", "", "network interface (afxdp)")
 	sf.String("xdp-mode", "", "native or generic (afxdp)")
 	sf.StringVar(&setRev, "revision", "", "only if the port is still at this revision (its ETag); exit 4 otherwise")

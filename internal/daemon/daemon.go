@@ -47,7 +47,7 @@ type port struct {
 // Start builds the switch described by cfg: the data plane with cfg's
 // start-time settings, then bridges and ports through Reconcile.
 func Start(cfg *api.Config, log *logrus.Entry) (*Daemon, error) {
-	if err := os.MkdirAll(cfg.RunDir, 0o750); err != nil {
+	if err := makeRunDir(cfg, log); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
 	d := &Daemon{cfg: cfg, log: log, ports: map[string]*port{}, running: cfg.Startup()}
@@ -168,8 +168,8 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	if pc.Type == api.TypeAFXDP {
 		return d.addAFXDPPort(pc, log)
 	}
-	vp := vswitch.NewVhostPort(d.Switch, pc.Queues)
-	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues, NoOffloads: pc.Offloads != nil && !*pc.Offloads, Log: log}, vp)
+	vp := vswitch.NewVhostPort(d.Switch, pc.Queues.N)
+	dev := vhostuser.NewDevice(vhostuser.Options{Name: pc.Name, QueuePairs: pc.Queues.N, NoOffloads: pc.Offloads != nil && !*pc.Offloads, Log: log}, vp)
 	vp.OnFault = dev.Abort
 	info, err := d.Switch.AddPort(pc.Name, pc.Type, pc.Bridge, vp, portOptions(pc))
 	if err != nil {
@@ -178,13 +178,15 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	p := &port{cfg: pc, info: info, vp: vp, dev: dev}
 	switch pc.Mode {
 	case api.ModeServer:
-		mode, _ := api.ParseMode(pc.SocketMode)
-		srv, err := vhostuser.Listen(pc.Socket, vhostuser.SocketOptions{Mode: os.FileMode(mode), UID: -1, GID: -1}, dev)
+		owner, group, mode := d.running.SocketPerms(pc)
+		uid, gid, err := api.LookupOwner(owner, group)
+		if err == nil {
+			p.server, err = vhostuser.Listen(pc.Socket, vhostuser.SocketOptions{Mode: os.FileMode(mode), UID: uid, GID: gid}, dev)
+		}
 		if err != nil {
 			d.Switch.RemovePort(pc.Name)
 			return fmt.Errorf("port %s: %w", pc.Name, err)
 		}
-		p.server = srv
 		log.WithField("socket", pc.Socket).Info("vhost-user port listening; connect a guest with: " + QEMUCommand(pc))
 	case api.ModeClient:
 		p.client = vhostuser.Dial(pc.Socket, dev)
@@ -193,6 +195,36 @@ func (d *Daemon) AddPort(pc api.PortConfig) error {
 	d.mu.Lock()
 	d.ports[pc.Name] = p
 	d.mu.Unlock()
+	return nil
+}
+
+// makeRunDir creates the run directory 0750, in the group that must reach
+// its sockets (cfg.RunDirGroup). A directory that exists is the
+// operator's: it is left as it is, with a warning if anyone may write it.
+func makeRunDir(cfg *api.Config, log *logrus.Entry) error {
+	if fi, err := os.Stat(cfg.RunDir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", cfg.RunDir)
+		}
+		if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			log.WithField("run_dir", cfg.RunDir).Warn("anyone may write the run directory: another user could replace the sockets in it")
+		}
+		return nil
+	}
+	_, gid, err := api.LookupOwner("", cfg.RunDirGroup())
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o750); err != nil {
+		return err
+	}
+	// MkdirAll's mode passes through the umask; say it exactly.
+	if err := os.Chmod(cfg.RunDir, 0o750); err != nil {
+		return err
+	}
+	if gid >= 0 {
+		return os.Chown(cfg.RunDir, -1, gid)
+	}
 	return nil
 }
 
@@ -222,7 +254,7 @@ func (d *Daemon) Ports() []api.PortStatus {
 		st := p.dev.Status()
 		ps := api.PortStatus{
 			Name: p.cfg.Name, Type: p.cfg.Type, Bridge: p.cfg.Bridge, Socket: p.cfg.Socket, Mode: p.cfg.Mode,
-			QueuePairs: st.QueuePairs, MTU: st.MTU,
+			QueuePairs: st.QueuePairs, MTU: st.MTU, Error: st.Err,
 			RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
 			TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
 			Drops: c.DropMap(),
@@ -231,6 +263,11 @@ func (d *Daemon) Ports() []api.PortStatus {
 				"bad_messages": p.dev.Counters.BadMessages.Load(), "refused": p.dev.Counters.Refused.Load(),
 				"ring_errors": p.dev.Counters.RingErrors.Load(),
 			},
+		}
+		rxq, txq := p.vp.QueueCounts()
+		for i := range rxq {
+			ps.Protocol[fmt.Sprintf("rx_queue%d", i)] = rxq[i]
+			ps.Protocol[fmt.Sprintf("tx_queue%d", i)] = txq[i]
 		}
 		switch {
 		case st.Connected && p.vp.Running():
@@ -262,14 +299,10 @@ func (d *Daemon) Close() {
 	d.Switch.Close()
 }
 
-// addAFXDPPort gives pc.Device to AF_XDP: a socket on each of its first
-// pc.Queues queues (all when 0), spread over the workers.
+// addAFXDPPort gives pc.Device to AF_XDP: a socket on each queue that
+// pc.Queues names (every queue when none), spread over the workers.
 func (d *Daemon) addAFXDPPort(pc api.PortConfig, log *logrus.Entry) error {
-	var queues []int
-	for q := 0; q < pc.Queues; q++ {
-		queues = append(queues, q)
-	}
-	xp, err := vswitch.OpenAFXDPPort(d.Switch, vswitch.AFXDPOptions{Device: pc.Device, Queues: queues, Mode: pc.XDPMode, Log: log})
+	xp, err := vswitch.OpenAFXDPPort(d.Switch, vswitch.AFXDPOptions{Device: pc.Device, Queues: pc.Queues.Queues(), Mode: pc.XDPMode, Log: log})
 	if err != nil {
 		return fmt.Errorf("port %s: %w", pc.Name, err)
 	}
@@ -293,7 +326,7 @@ func afxdpStatus(p *port) api.PortStatus {
 	st := p.xp.Status()
 	ps := api.PortStatus{
 		Name: p.cfg.Name, Type: p.cfg.Type, Bridge: p.cfg.Bridge,
-		QueuePairs: len(st.Queues), MTU: st.MTU, State: api.StateRunning,
+		QueuePairs: len(st.Queues), MTU: st.MTU, State: api.StateRunning, Error: st.Err,
 		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
 		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
 		Drops:    c.DropMap(),
@@ -313,9 +346,12 @@ func afxdpStatus(p *port) api.PortStatus {
 	}
 	switch {
 	case st.Stopped:
-		ps.State = "stopped"
+		ps.State = api.StateStopped
 	case !st.Up:
-		ps.State = "down"
+		ps.State = api.StateDown
+		if ps.Error == "" {
+			ps.Error = "link of device " + st.Device + " is down"
+		}
 	}
 	return ps
 }

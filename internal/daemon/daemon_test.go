@@ -228,3 +228,43 @@ func mustJSON(c *api.Config) []byte {
 }
 
 var jsonMarshal = json.Marshal
+
+// A port whose front-end sent a message we cannot read says why in its
+// status (GET /v1/ports/{name}); the next good connection clears it.
+func TestPortStatusError(t *testing.T) {
+	d, dir, _ := startTwoPorts(t)
+	h := api.NewHandler(api.Options{Source: d})
+	get := func() api.PortStatus {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ports/vm1", nil))
+		var ps api.PortStatus
+		if err := json.Unmarshal(rec.Body.Bytes(), &ps); err != nil {
+			t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+		}
+		return ps
+	}
+	fe := vhostusertest.Connect(t, dir+"/vm1.sock", virtiotest.NewGuest(t, 4<<20), vhostusertest.Options{})
+	waitRunning(t, d, "vm1")
+	if ps := get(); ps.Error != "" {
+		t.Errorf("running port with error %q", ps.Error)
+	}
+	hdr := make([]byte, 12)
+	hdr[0], hdr[4] = 1, 0x7 // GET_FEATURES with a version the protocol does not have
+	fe.SendRaw(hdr)
+	if !fe.Closed(5 * time.Second) {
+		t.Fatal("connection still open")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	ps := get()
+	for ps.State != api.StateWaiting && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		ps = get()
+	}
+	if ps.State != api.StateWaiting || !strings.HasPrefix(ps.Error, "connection closed: unreadable message") {
+		t.Errorf("state %q error %q, want waiting and why the connection closed", ps.State, ps.Error)
+	}
+	vhostusertest.Connect(t, dir+"/vm1.sock", virtiotest.NewGuest(t, 4<<20), vhostusertest.Options{})
+	if ps := waitRunning(t, d, "vm1"); ps.Error != "" {
+		t.Errorf("error %q after a good connection", ps.Error)
+	}
+}

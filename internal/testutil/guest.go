@@ -28,6 +28,7 @@ type GuestOptions struct {
 	DevOpts    string // appended to -device virtio-net-pci,..., e.g. ",packed=on,mrg_rxbuf=on"
 	NetdevOpts string // appended to -netdev vhost-user,..., e.g. ",queues=2"
 	Dir        string // serial, QEMU log and initramfs (default: a ShortTempDir)
+	SMP        int    // vCPUs (default 1); a multiqueue guest enables min(CPUs, queue pairs)
 }
 
 // Guest is a running QEMU.
@@ -94,7 +95,7 @@ func StartGuest(t testing.TB, o GuestOptions) *Guest {
 	}
 	os.Remove(g.SerialPath)
 	args := []string{
-		"-machine", "pc,accel=tcg", "-m", "256M", "-smp", "1",
+		"-machine", "pc,accel=tcg", "-m", "256M", "-smp", fmt.Sprint(max(o.SMP, 1)),
 		"-display", "none", "-no-reboot", "-monitor", "none",
 		"-kernel", kernel, "-initrd", initrd, "-append", strings.Join(kargs, " "),
 		"-serial", "file:" + g.SerialPath,

@@ -4,6 +4,7 @@
 #   lab.ip=10.0.0.1/24 lab.peer=10.0.0.2 lab.role=ping|wait|pingloop lab.count=3 lab.mtu=1500
 # Markers on the serial console (tests grep for them):
 #   LAB-NET-UP <uptime>s ip=<ip> <mac>
+#   LAB-QUEUES cpus=<n> rx=<n> tx=<n>                   (eth0's enabled queues)
 #   LAB-PING-OK <uptime>s | LAB-PING-FAIL <uptime>s   (role ping, then power off)
 #   LAB-WAITING                                         (role wait, then idle)
 #   LAB-PINGLOOP                                        (role pingloop, then one line per reply)
@@ -31,6 +32,7 @@ for kv in $(cat /proc/cmdline); do
 	lab.count=*) COUNT=${kv#lab.count=} ;;
 	lab.mtu=*) MTU=${kv#lab.mtu=} ;;
 	lab.kb=*) KB=${kv#lab.kb=} ;;
+	lab.txmask=*) TXMASK=${kv#lab.txmask=} ;;
 	esac
 done
 [ -n "$ROLE" ] || ROLE=wait
@@ -56,6 +58,8 @@ fi
 ip link set eth0 up
 [ -n "$IP" ] && ip addr add "$IP" dev eth0
 echo "LAB-NET-UP $(up_s)s ip=$IP $(cat /sys/class/net/eth0/address)"
+# sysfs lists the queues the driver enabled (real_num_rx/tx_queues).
+echo "LAB-QUEUES cpus=$(nproc) rx=$(ls /sys/class/net/eth0/queues | grep -c rx-) tx=$(ls /sys/class/net/eth0/queues | grep -c tx-)"
 
 case "$ROLE" in
 tcprecv)
@@ -71,7 +75,13 @@ tcpsend)
 	echo "LAB-TCP-TX $(md5sum </tmp/tx | cut -d' ' -f1) $(wc -c </tmp/tx)"
 	for i in $(seq 1 60); do ping -c 1 -W 1 "$PEER" >/dev/null 2>&1 && break; done
 	sleep 1
-	nc "$PEER" 5001 </tmp/tx
+	# lab.txmask pins nc to CPUs (hex mask), so the driver's XPS map sends
+	# on those CPUs' transmit queues.
+	if [ -n "$TXMASK" ]; then
+		taskset "$TXMASK" nc "$PEER" 5001 </tmp/tx
+	else
+		nc "$PEER" 5001 </tmp/tx
+	fi
 	echo "LAB-TCP-DONE rc=$? $(up_s)s"
 	while true; do sleep 3600; done
 	;;

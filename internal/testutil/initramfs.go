@@ -32,6 +32,7 @@ var GuestModules = []string{
 var GuestApplets = []string{
 	"sh", "ip", "ping", "insmod", "sleep", "cat", "echo", "mount", "poweroff", "seq",
 	"grep", "sed", "date", "dmesg", "ls", "nc", "md5sum", "dd", "head", "ifconfig", "cut", "wc",
+	"taskset", "nproc",
 }
 
 // BusyboxPath is the static busybox copied into the guest (Debian busybox-static).

@@ -51,7 +51,10 @@ type Options struct {
 	MTU int
 	// NoEnable skips SET_VRING_ENABLE, leaving the rings disabled.
 	NoEnable bool
-	Timeout  time.Duration // DefaultTimeout if zero
+	// Packed negotiates VIRTIO_F_RING_PACKED (when offered) and lays out
+	// packed rings: use PRx/PTx instead of Rx/Tx/Ring.
+	Packed  bool
+	Timeout time.Duration // DefaultTimeout if zero
 }
 
 // Frontend is a connected fake front-end.
@@ -69,7 +72,9 @@ type Frontend struct {
 	ProtocolFeatures uint64 // sent with SET_PROTOCOL_FEATURES
 	QueueNum         int    // GET_QUEUE_NUM answer, 0 if not asked
 
-	rings  []*virtiotest.SplitRing // by vring index: rx 2i, tx 2i+1
+	rings  []*virtiotest.SplitRing  // by vring index: rx 2i, tx 2i+1
+	prings []*virtiotest.PackedRing // the same when packed
+	packed bool
 	kick   []int
 	call   []int
 	hdrLen int
@@ -163,8 +168,11 @@ func (f *Frontend) handshake() error {
 	if o.NoEventIdx {
 		mask &^= virtio.Bit(virtio.RingFEventIdx)
 	}
-	// This front-end lays out split rings only.
-	f.Features = f.Offered & mask &^ virtio.Bit(virtio.FRingPacked)
+	if !o.Packed {
+		mask &^= virtio.Bit(virtio.FRingPacked)
+	}
+	f.Features = f.Offered & mask
+	f.packed = f.Features&virtio.Bit(virtio.FRingPacked) != 0
 
 	if f.Offered&virtio.Bit(virtio.FProtocolFeatures) != 0 {
 		if f.OfferedProtocol, err = f.requestU64(vhostuser.GetProtocolFeatures, nil); err != nil {
@@ -204,7 +212,11 @@ func (f *Frontend) handshake() error {
 	}
 	n := 2 * o.QueuePairs
 	for i := 0; i < n; i++ {
-		f.rings = append(f.rings, f.g.NewSplitRing(o.RingSize))
+		if f.packed {
+			f.prings = append(f.prings, f.g.NewPackedRing(o.RingSize))
+		} else {
+			f.rings = append(f.rings, f.g.NewSplitRing(o.RingSize))
+		}
 		k, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 		if err != nil {
 			return err
@@ -259,6 +271,10 @@ func (f *Frontend) SetMemTable() error {
 
 // VringAddr is the SET_VRING_ADDR body of vring i.
 func (f *Frontend) VringAddr(i int) vhostuser.VringAddr {
+	if f.packed {
+		c := f.prings[i].Config(false, -1)
+		return vhostuser.VringAddr{Index: uint32(i), Desc: c.Desc, Avail: c.Driver, Used: c.Device}
+	}
 	c := f.rings[i].Config(false, -1)
 	return vhostuser.VringAddr{Index: uint32(i), Desc: c.Desc, Used: c.Used, Avail: c.Avail}
 }
@@ -266,15 +282,20 @@ func (f *Frontend) VringAddr(i int) vhostuser.VringAddr {
 // SetupVring sends SET_VRING_NUM, _BASE, _ADDR, _KICK and _CALL for vring i,
 // with base = the ring's current avail index.
 func (f *Frontend) SetupVring(i int) error {
-	r := f.rings[i]
 	idx := uint32(i)
+	var size, base uint32
+	if f.packed {
+		size, base = uint32(f.prings[i].Size()), f.prings[i].Base()
+	} else {
+		size, base = uint32(f.rings[i].Size()), uint32(f.rings[i].UsedIdx())
+	}
 	steps := []struct {
 		req  vhostuser.Request
 		body []byte
 		fd   int
 	}{
-		{vhostuser.SetVringNum, vhostuser.VringState{Index: idx, Num: uint32(r.Size())}.Bytes(), -1},
-		{vhostuser.SetVringBase, vhostuser.VringState{Index: idx, Num: uint32(r.UsedIdx())}.Bytes(), -1},
+		{vhostuser.SetVringNum, vhostuser.VringState{Index: idx, Num: size}.Bytes(), -1},
+		{vhostuser.SetVringBase, vhostuser.VringState{Index: idx, Num: base}.Bytes(), -1},
 		{vhostuser.SetVringAddr, f.VringAddr(i).Bytes(), -1},
 		{vhostuser.SetVringKick, vhostuser.U64(idx).Bytes(), f.kick[i]},
 		{vhostuser.SetVringCall, vhostuser.U64(idx).Bytes(), f.call[i]},
@@ -432,8 +453,17 @@ func (f *Frontend) Rx(qp int) *virtiotest.SplitRing { return f.rings[2*qp] }
 // Tx is the guest's transmit ring of queue pair qp (vring 2qp+1).
 func (f *Frontend) Tx(qp int) *virtiotest.SplitRing { return f.rings[2*qp+1] }
 
+// Packed says whether the rings are packed (PRx/PTx) rather than split.
+func (f *Frontend) Packed() bool { return f.packed }
+
+// PRx is the packed receive ring of queue pair qp.
+func (f *Frontend) PRx(qp int) *virtiotest.PackedRing { return f.prings[2*qp] }
+
+// PTx is the packed transmit ring of queue pair qp.
+func (f *Frontend) PTx(qp int) *virtiotest.PackedRing { return f.prings[2*qp+1] }
+
 // Vrings is the number of vrings set up.
-func (f *Frontend) Vrings() int { return len(f.rings) }
+func (f *Frontend) Vrings() int { return len(f.rings) + len(f.prings) }
 
 // CallFd is the eventfd the back-end signals for vring i.
 func (f *Frontend) CallFd(vring int) int { return f.call[vring] }
@@ -453,7 +483,8 @@ func (f *Frontend) Interrupts(vring int) uint64 {
 }
 
 func (f *Frontend) kickRing(vring int) {
-	if f.rings[vring].UsedFlags()&virtio.UsedFNoNotify != 0 {
+	if f.packed && f.prings[vring].DeviceFlags() == virtio.EventFlagsDisable ||
+		!f.packed && f.rings[vring].UsedFlags()&virtio.UsedFNoNotify != 0 {
 		return
 	}
 	var b [8]byte
@@ -471,30 +502,49 @@ func (f *Frontend) SendPacket(qp int, frame []byte) bool {
 // SendPacketSplit is SendPacket with the header and frame cut into
 // descriptors of at most split bytes.
 func (f *Frontend) SendPacketSplit(qp int, frame []byte, split int) bool {
-	tx := f.Tx(qp)
-	tx.PopUsed()
 	need := 1
 	if split > 0 {
 		need = (f.hdrLen + len(frame) + split - 1) / split
 	}
-	if tx.FreeDescs() < need {
-		return false
+	if f.packed {
+		tx := f.PTx(qp)
+		tx.PopUsed()
+		if tx.FreeDescs() < need {
+			return false
+		}
+		tx.AddTxPacket(f.hdrLen, frame, split)
+	} else {
+		tx := f.Tx(qp)
+		tx.PopUsed()
+		if tx.FreeDescs() < need {
+			return false
+		}
+		tx.AddTxPacket(f.hdrLen, frame, split)
 	}
-	tx.AddTxPacket(f.hdrLen, frame, split)
 	f.kickRing(2*qp + 1)
 	return true
 }
 
 // TxDone reclaims completed transmit chains of qp and returns how many.
-func (f *Frontend) TxDone(qp int) int { return len(f.Tx(qp).PopUsed()) }
+func (f *Frontend) TxDone(qp int) int {
+	if f.packed {
+		return len(f.PTx(qp).PopUsed())
+	}
+	return len(f.Tx(qp).PopUsed())
+}
 
 // PostRxBuffers adds n receive buffers of size bytes to the receive ring
 // of qp (fewer if the ring fills up) and returns how many it added.
 func (f *Frontend) PostRxBuffers(qp, n, size int) int {
-	rx := f.Rx(qp)
 	added := 0
-	for ; added < n && rx.FreeDescs() > 0; added++ {
-		rx.AddRxBuffer(size)
+	if f.packed {
+		for rx := f.PRx(qp); added < n && rx.FreeDescs() > 0; added++ {
+			rx.AddRxBuffer(size)
+		}
+	} else {
+		for rx := f.Rx(qp); added < n && rx.FreeDescs() > 0; added++ {
+			rx.AddRxBuffer(size)
+		}
 	}
 	if added > 0 {
 		f.kickRing(2 * qp)
@@ -505,8 +555,17 @@ func (f *Frontend) PostRxBuffers(qp, n, size int) int {
 // Received returns the frames the back-end delivered on the receive ring of
 // qp since the last call, virtio-net header stripped.
 func (f *Frontend) Received(qp int) [][]byte {
-	rx := f.Rx(qp)
 	var out [][]byte
+	if f.packed {
+		rx := f.PRx(qp)
+		for _, e := range rx.PopUsed() {
+			if fr := rx.RxFrame(e, f.hdrLen); fr != nil {
+				out = append(out, fr)
+			}
+		}
+		return out
+	}
+	rx := f.Rx(qp)
 	for _, e := range rx.PopUsed() {
 		if fr := rx.RxFrame(e, f.hdrLen); fr != nil {
 			out = append(out, fr)

@@ -278,7 +278,9 @@ func (r *SplitRing) AddIndirectChain(bufs ...Buf) uint16 {
 
 // ReadChain returns a copy of the first n bytes of a used chain's writable
 // buffers, in chain order (what the device wrote).
-func (r *SplitRing) ReadChain(e UsedElem, n int) []byte {
+func (r *SplitRing) ReadChain(e UsedElem, n int) []byte { return readChain(r.g, e, n) }
+
+func readChain(g *Guest, e UsedElem, n int) []byte {
 	out := make([]byte, 0, n)
 	for _, b := range e.Bufs {
 		if !b.Write {
@@ -288,7 +290,7 @@ func (r *SplitRing) ReadChain(e UsedElem, n int) []byte {
 		if take <= 0 {
 			break
 		}
-		out = append(out, r.g.span(b.Addr, take)...)
+		out = append(out, g.span(b.Addr, take)...)
 	}
 	return out
 }
@@ -298,6 +300,12 @@ func (r *SplitRing) ReadChain(e UsedElem, n int) []byte {
 // descriptors of at most split bytes each, each in its own buffer, so the
 // chain has 2 or more descriptors; with split <= 0 they share one.
 func (r *SplitRing) AddTxPacket(hdrLen int, frame []byte, split int) uint16 {
+	bufs, owned := txBufs(r.g, r.alloc, hdrLen, frame, split)
+	return r.addChain(bufs, owned)
+}
+
+// txBufs lays out a transmit chain's buffers (see AddTxPacket).
+func txBufs(g *Guest, alloc func(size, align int) uint64, hdrLen int, frame []byte, split int) ([]Buf, []ownedBuf) {
 	total := hdrLen + len(frame)
 	if split <= 0 || split > total {
 		split = total
@@ -306,8 +314,8 @@ func (r *SplitRing) AddTxPacket(hdrLen int, frame []byte, split int) uint16 {
 	var owned []ownedBuf
 	for off := 0; off < total; off += split {
 		n := min(split, total-off)
-		a := r.alloc(n, 8)
-		dst := r.g.span(a, n)
+		a := alloc(n, 8)
+		dst := g.span(a, n)
 		z := 0
 		if off < hdrLen {
 			z = min(hdrLen-off, n)
@@ -317,7 +325,7 @@ func (r *SplitRing) AddTxPacket(hdrLen int, frame []byte, split int) uint16 {
 		bufs = append(bufs, Buf{Addr: a, Len: uint32(n)})
 		owned = append(owned, ownedBuf{a, n})
 	}
-	return r.addChain(bufs, owned)
+	return bufs, owned
 }
 
 // AddRxBuffer adds a receive chain of one device-writable buffer of size
@@ -331,11 +339,13 @@ func (r *SplitRing) AddRxBuffer(size int) uint16 {
 // chain of e, without the hdrLen-byte virtio-net header. It returns nil
 // if e is not a chain this ring added or the device wrote no more than a
 // header.
-func (r *SplitRing) RxFrame(e UsedElem, hdrLen int) []byte {
+func (r *SplitRing) RxFrame(e UsedElem, hdrLen int) []byte { return rxFrame(r.g, e, hdrLen) }
+
+func rxFrame(g *Guest, e UsedElem, hdrLen int) []byte {
 	if e.Bufs == nil || int(e.Len) <= hdrLen {
 		return nil
 	}
-	b := r.ReadChain(e, int(e.Len))
+	b := readChain(g, e, int(e.Len))
 	if len(b) <= hdrLen {
 		return nil
 	}
