@@ -1,8 +1,8 @@
 package api
 
 import (
-	"crypto/subtle"
 	"bytes"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
