@@ -63,7 +63,7 @@ func arpFrameTB(t testing.TB, op uint16, smac net.HardwareAddr, sip string, dmac
 	return ser(t, eth, a)
 }
 
-func udp4(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, ttl uint8) []byte {
+func udp4(t testing.TB, smac, dmac net.HardwareAddr, src, dst string, ttl uint8) []byte {
 	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
 	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
@@ -71,7 +71,7 @@ func udp4(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, ttl uint8)
 	return ser(t, eth, ip, u, gopacket.Payload(make([]byte, 300)))
 }
 
-func udp6(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, hop uint8) []byte {
+func udp6(t testing.TB, smac, dmac net.HardwareAddr, src, dst string, hop uint8) []byte {
 	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv6}
 	ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
 	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
