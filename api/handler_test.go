@@ -83,7 +83,7 @@ func newRig(t testing.TB) *rig {
 		r.mu.Unlock()
 		return nil
 	})
-	r.h = NewHandler(Options{Source: r.d, Store: r.store, Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	r.h = NewHandler(Options{Source: r.d, Store: r.store, Tracer: fakeTracer{}, Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("# metrics\n"))
 	})})
 	return r
@@ -369,6 +369,7 @@ func TestOpenAPIInStep(t *testing.T) {
 		"PUT /v1/bridges/{name}":   `{"mac_aging":30}`,
 		"PATCH /v1/bridges/{name}": `{"mac_aging":40}`,
 		"PUT /v1/config":           `{"bridges":[{"name":"br0"}]}`,
+		"POST /v1/trace":           `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
 	}
 	names := map[string]string{"ports": "vm1", "bridges": "br1"}
 	seen := 0

@@ -26,6 +26,10 @@ func (h *handler) routes() []route {
 	if h.Metrics != nil {
 		rs = append(rs, route{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics (text format)", Codes: []int{200}, handle: h.Metrics.ServeHTTP})
 	}
+	if h.Tracer != nil {
+		rs = append(rs, route{Method: "POST", Path: "/v1/trace", Summary: "Dry-run a described packet through the pipeline: each stage's decision and the output ports",
+			Request: TraceRequest{}, Response: TraceResult{}, Codes: []int{200, 400, 404, 413, 422}, handle: h.postTrace})
+	}
 	if h.Store == nil {
 		return rs
 	}

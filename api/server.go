@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,8 @@ type Options struct {
 	Store  *Store // the desired state; nil serves a read-only API
 	// Metrics serves GET /metrics (Prometheus text format) if not nil.
 	Metrics http.Handler
+	// Tracer answers POST /v1/trace if not nil.
+	Tracer Tracer
 	// Token, if not empty, is the bearer token every request must carry.
 	Token string
 }
@@ -547,4 +550,34 @@ func NewServer(h http.Handler) *http.Server {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+func (h *handler) postTrace(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var req TraceRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "trace body: "+err.Error())
+		return
+	}
+	if req.InPort == "" {
+		writeError(w, http.StatusUnprocessableEntity, "in_port: the input port is required")
+		return
+	}
+	frame, err := req.Frame()
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	res, err := h.Tracer.Trace(req.InPort, frame)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

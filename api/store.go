@@ -49,6 +49,9 @@ func resources(c *Config) map[string]any {
 	for _, p := range c.Ports {
 		m[ResourceKey("ports", p.Name)] = p
 	}
+	for _, r := range c.Routers {
+		m[ResourceKey("routers", r.Name)] = r
+	}
 	return m
 }
 

@@ -301,7 +301,7 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	e, ok := nt.lookup(k)
 	if !ok || now-e.seen > neighExpire {
 		p.drop(i, DropNeighborUnresolved, "route")
-		if p.dry || !p.token(now, &p.resolveTok) {
+		if !p.token(now, &p.resolveTok) {
 			return false
 		}
 		if !solicit(pkt, out, k) {
@@ -313,15 +313,13 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 		}
 		return true
 	}
-	if !p.dry {
-		if dst.Is4() {
-			header.IPv4(h[ph.L3:]).DecTTL()
-		} else {
-			header.IPv6(h[ph.L3:]).DecHopLimit()
-		}
-		header.PutMAC48(h[0:6], e.mac)
-		header.PutMAC48(h[6:12], out.mac)
+	if dst.Is4() {
+		header.IPv4(h[ph.L3:]).DecTTL()
+	} else {
+		header.IPv6(h[ph.L3:]).DecHopLimit()
 	}
+	header.PutMAC48(h[0:6], e.mac)
+	header.PutMAC48(h[6:12], out.mac)
 	p.routed[i], p.br[i], p.vlan[i] = true, out.br, out.vlan
 	if p.trace != nil {
 		p.trace.add("route", "via "+out.name+" vlan "+itoa(int(out.vlan)))
@@ -401,7 +399,7 @@ func icmpError(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, 
 		return
 	}
 	from, ok := ri.srcFor(src)
-	if !ok || p.dry || !p.token(now, &p.icmpTok) {
+	if !ok || !p.token(now, &p.icmpTok) {
 		return
 	}
 	l3 := int(ph.L3)

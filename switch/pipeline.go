@@ -32,7 +32,8 @@ type pipe struct {
 	tokSec              uint32
 	icmpTok, resolveTok int
 
-	// dry is set for a trace: stages record decisions and change no table.
+	// dry is set for a trace: stages record decisions and change no shared
+	// table (the packet and this pipe are the trace's own).
 	dry   bool
 	trace *Trace
 }

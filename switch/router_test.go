@@ -63,7 +63,7 @@ func arpFrameTB(t testing.TB, op uint16, smac net.HardwareAddr, sip string, dmac
 	return ser(t, eth, a)
 }
 
-func udp4(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, ttl uint8) []byte {
+func udp4(t testing.TB, smac, dmac net.HardwareAddr, src, dst string, ttl uint8) []byte {
 	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
 	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
@@ -71,7 +71,7 @@ func udp4(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, ttl uint8)
 	return ser(t, eth, ip, u, gopacket.Payload(make([]byte, 300)))
 }
 
-func udp6(t *testing.T, smac, dmac net.HardwareAddr, src, dst string, hop uint8) []byte {
+func udp6(t testing.TB, smac, dmac net.HardwareAddr, src, dst string, hop uint8) []byte {
 	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv6}
 	ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
 	u := &layers.UDP{SrcPort: 40000, DstPort: 40001}
@@ -332,4 +332,41 @@ func benchLoop(b *testing.B, l *loop) {
 		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+}
+
+// A trace runs the real stages without learning or sending anything.
+func TestTrace(t *testing.T) {
+	r, m10, m20 := routerRig(t)
+	a, b := mac(0), mac(1)
+	res, err := r.sw.Trace("p0", udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Outputs) != 1 || res.Outputs[0].Port != "p1" || res.Dropped[0] != "neighbor_unresolved" {
+		t.Fatalf("unresolved: %+v", res)
+	}
+	none(t, r, 1)
+	if n := r.sw.Bridges()[0].FDB.Len(); n != 0 {
+		t.Fatalf("a trace learned %d MACs", n)
+	}
+	r.fes[1].SendPacket(0, arpFrame(t, layers.ARPReply, b, "10.20.0.2", m20, "10.20.0.1"))
+	r.poll()
+	res, _ = r.sw.Trace("p0", udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
+	var stages []string
+	for _, s := range res.Stages {
+		stages = append(stages, s.Stage+": "+s.Decision)
+	}
+	if len(res.Outputs) != 1 || res.Outputs[0].Port != "p1" || res.Outputs[0].VLAN != 20 || res.Outputs[0].Tagged || len(res.Dropped) != 0 {
+		t.Fatalf("routed: %+v %v", res, stages)
+	}
+	if len(stages) != 3 || stages[0] != "classify: untagged: vlan 10" || stages[1] != "route: via r1-v20 vlan 20" {
+		t.Fatalf("stages %q", stages)
+	}
+	// A tagged frame on an access port: the classify stage says why.
+	res, _ = r.sw.Trace("p0", vframe(t, a, bcast, 10, 10))
+	if len(res.Outputs) != 0 || res.Dropped[0] != "vlan_not_allowed" {
+		t.Fatalf("tagged on access: %+v", res)
+	}
+	none(t, r, 0)
+	none(t, r, 1)
 }

@@ -161,12 +161,18 @@ func TestVswitchctl(t *testing.T) {
 	}
 
 	// Resources the daemon does not have yet: a clear message, exit 3.
-	for _, args := range [][]string{{"route", "list"}, {"acl", "list"}, {"trace"}} {
+	for _, args := range [][]string{{"route", "list"}, {"acl", "list"}} {
 		out = mustCtl(t, sw, 3, args...)
 		if !strings.Contains(out, "has no") {
 			t.Errorf("%v: %s", args, out)
 		}
 	}
+	// A trace of a broadcast from vm5: flooded to the bridge's other ports.
+	out = mustCtl(t, sw, 0, "trace", "--in-port", "vm5", "--eth-dst", "ff:ff:ff:ff:ff:ff", "--ipv4-src", "10.0.0.1", "--ipv4-dst", "10.0.0.2")
+	if !strings.Contains(out, "flood in vlan") || !strings.Contains(out, "Datapath actions: output") {
+		t.Errorf("trace: %s", out)
+	}
+	mustCtl(t, sw, 3, "trace", "--in-port", "nope")
 	// Shell completion, and port names completed from the daemon.
 	if out = mustCtl(t, sw, 0, "completion", "bash"); !strings.Contains(out, "bash completion") {
 		t.Errorf("completion bash: %.200s", out)

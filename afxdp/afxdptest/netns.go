@@ -165,7 +165,7 @@ func pattern(seed uint64, n int) []byte {
 func Listen(t testing.TB, ns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	if err := Do(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return }); err != nil {
+	if err := Do(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
@@ -176,7 +176,7 @@ func Listen(t testing.TB, ns, addr string) net.Listener {
 func Dial(ns, addr string) (net.Conn, error) {
 	var c net.Conn
 	err := Do(ns, func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr, 10*time.Second)
+		c, err = net.DialTimeout("tcp", addr, 10*time.Second)
 		return
 	})
 	return c, err

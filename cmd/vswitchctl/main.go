@@ -474,14 +474,68 @@ func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
 }
 
 func (cl *cli) traceCmd() *cobra.Command {
-	return &cobra.Command{Use: "trace", Short: "Per-packet trace (not in this vswitchd yet)", DisableFlagParsing: true,
+	var req api.TraceRequest
+	cmd := &cobra.Command{Use: "trace --in-port PORT [header fields]",
+		Short: "Show how the pipeline would handle a packet: each stage's decision and the output ports",
+		Example: `  vswitchctl trace --in-port a --eth-dst 02:00:00:00:00:02 --ipv4-src 10.10.0.2 --ipv4-dst 10.20.0.2 --ip-proto 6 --l4-dst 80
+  vswitchctl trace --in-port t --vlan 20 --ipv6-src fd20::2 --ipv6-dst fd10::2`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var v any
-			if _, err := cl.c.getJSON("/v1/trace", &v); err != nil {
+			body, _ := json.Marshal(req)
+			r, err := cl.c.do("POST", "/v1/trace", body)
+			if err != nil {
 				return notYet(err, "trace")
 			}
-			return cl.printJSON(v)
+			var res api.TraceResult
+			if err := json.Unmarshal(r.body, &res); err != nil {
+				return fmt.Errorf("trace answer: %v", err)
+			}
+			if cl.json {
+				return cl.printJSON(res)
+			}
+			cl.printTrace(&res)
+			return nil
 		}}
+	f := cmd.Flags()
+	f.StringVar(&req.InPort, "in-port", "", "input port (required)")
+	f.StringVar(&req.EthSrc, "eth-src", "", "source MAC")
+	f.StringVar(&req.EthDst, "eth-dst", "", "destination MAC")
+	f.IntVar(&req.VLAN, "vlan", 0, "802.1Q tag on the frame (0: untagged)")
+	f.StringVar(&req.IPv4Src, "ipv4-src", "", "IPv4 source")
+	f.StringVar(&req.IPv4Dst, "ipv4-dst", "", "IPv4 destination")
+	f.StringVar(&req.IPv6Src, "ipv6-src", "", "IPv6 source")
+	f.StringVar(&req.IPv6Dst, "ipv6-dst", "", "IPv6 destination")
+	f.IntVar(&req.IPProto, "ip-proto", 0, "IP protocol: 6 TCP, 17 UDP (default), 1 or 58 ICMP echo")
+	f.IntVar(&req.TTL, "ttl", 0, "TTL or hop limit (default 64)")
+	f.IntVar(&req.L4Src, "l4-src", 0, "TCP/UDP source port")
+	f.IntVar(&req.L4Dst, "l4-dst", 0, "TCP/UDP destination port")
+	cmd.MarkFlagRequired("in-port")
+	return cmd
+}
+
+// printTrace prints a trace as ovs-appctl ofproto/trace does: stage by
+// stage, then the verdict.
+func (cl *cli) printTrace(res *api.TraceResult) {
+	fmt.Fprintf(cl.out, "in_port: %s\n", res.InPort)
+	for i, s := range res.Stages {
+		fmt.Fprintf(cl.out, "%2d. %-9s %s\n", i+1, s.Stage, s.Decision)
+	}
+	if len(res.Outputs) == 0 {
+		fmt.Fprintln(cl.out, "Datapath actions: drop")
+	} else {
+		var outs []string
+		for _, o := range res.Outputs {
+			tag := "untagged"
+			if o.Tagged {
+				tag = "tagged"
+			}
+			outs = append(outs, fmt.Sprintf("%s (vlan %d, %s)", o.Port, o.VLAN, tag))
+		}
+		fmt.Fprintf(cl.out, "Datapath actions: output %s\n", strings.Join(outs, ", "))
+	}
+	if len(res.Dropped) > 0 {
+		fmt.Fprintf(cl.out, "Drops counted: %s\n", strings.Join(res.Dropped, ", "))
+	}
 }
 
 // jsonToYAML re-encodes a JSON document as block YAML, keeping the key

@@ -166,7 +166,7 @@ func run(configPath, runDir, stateDir, logLevel string) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	srv := api.NewServer(api.NewHandler(api.Options{
-		Source: d, Store: store, Token: token,
+		Source: d, Store: store, Token: token, Tracer: d,
 		Metrics: d.MetricsHandler(func() uint64 { return store.Snapshot().Revision }),
 	}))
 	if tlsCfg != nil {

@@ -399,3 +399,19 @@ func RouterSpec(rc api.RouterConfig) (vswitch.RouterSpec, error) {
 	}
 	return spec, nil
 }
+
+// Trace implements api.Tracer over the switch's dry run.
+func (d *Daemon) Trace(inPort string, frame []byte) (*api.TraceResult, error) {
+	r, err := d.Switch.Trace(inPort, frame)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.TraceResult{InPort: r.InPort, Stages: []api.TraceStage{}, Outputs: []api.TraceOutput{}, Dropped: r.Dropped}
+	for _, s := range r.Stages {
+		out.Stages = append(out.Stages, api.TraceStage{Stage: s.Stage, Decision: s.Decision})
+	}
+	for _, o := range r.Outputs {
+		out.Outputs = append(out.Outputs, api.TraceOutput{Port: o.Port, VLAN: int(o.VLAN), Tagged: o.Tagged})
+	}
+	return out, nil
+}

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// TraceRequest describes a packet to trace: an input port and header
+// fields. Left out: Ethernet addresses get fixed placeholder MACs, no
+// VLAN tag, no IP header unless an address is given, UDP when ports are.
+type TraceRequest struct {
+	InPort  string `json:"in_port"`
+	EthSrc  string `json:"eth_src,omitempty"`
+	EthDst  string `json:"eth_dst,omitempty"`
+	VLAN    int    `json:"vlan,omitempty"` // 802.1Q tag to put on the frame (0: untagged)
+	IPv4Src string `json:"ipv4_src,omitempty"`
+	IPv4Dst string `json:"ipv4_dst,omitempty"`
+	IPv6Src string `json:"ipv6_src,omitempty"`
+	IPv6Dst string `json:"ipv6_dst,omitempty"`
+	IPProto int    `json:"ip_proto,omitempty"` // 6 TCP, 17 UDP (default), 1/58 ICMP echo
+	TTL     int    `json:"ttl,omitempty"`      // default 64
+	L4Src   int    `json:"l4_src,omitempty"`
+	L4Dst   int    `json:"l4_dst,omitempty"`
+}
+
+// TraceResult is the pipeline's dry run for a TraceRequest.
+type TraceResult struct {
+	InPort  string        `json:"in_port"`
+	Stages  []TraceStage  `json:"stages"`
+	Outputs []TraceOutput `json:"outputs"`
+	Dropped []string      `json:"dropped,omitempty"`
+}
+
+// TraceStage is one stage's decision.
+type TraceStage struct {
+	Stage    string `json:"stage"`
+	Decision string `json:"decision"`
+}
+
+// TraceOutput is a port the packet would leave by.
+type TraceOutput struct {
+	Port   string `json:"port"`
+	VLAN   int    `json:"vlan"`
+	Tagged bool   `json:"tagged"`
+}
+
+// Tracer runs a frame through the data path's stages without side effects.
+type Tracer interface {
+	Trace(inPort string, frame []byte) (*TraceResult, error)
+}
+
+// Frame builds the Ethernet frame a TraceRequest describes; errors name
+// the field.
+func (t *TraceRequest) Frame() ([]byte, error) {
+	mac := func(field, s, def string) (net.HardwareAddr, error) {
+		if s == "" {
+			s = def
+		}
+		m, err := net.ParseMAC(s)
+		if err != nil || len(m) != 6 {
+			return nil, fmt.Errorf("%s: %q is not a MAC", field, s)
+		}
+		return m, nil
+	}
+	src, err := mac("eth_src", t.EthSrc, "02:00:00:00:00:01")
+	if err != nil {
+		return nil, err
+	}
+	dst, err := mac("eth_dst", t.EthDst, "02:00:00:00:00:02")
+	if err != nil {
+		return nil, err
+	}
+	if t.VLAN < 0 || t.VLAN > 4094 {
+		return nil, fmt.Errorf("vlan: %d is not in 0..4094", t.VLAN)
+	}
+	for _, p := range []struct {
+		f string
+		v int
+	}{{"l4_src", t.L4Src}, {"l4_dst", t.L4Dst}, {"ip_proto", t.IPProto}, {"ttl", t.TTL}} {
+		if p.v < 0 || p.v > 65535 || (p.f == "ip_proto" || p.f == "ttl") && p.v > 255 {
+			return nil, fmt.Errorf("%s: %d is out of range", p.f, p.v)
+		}
+	}
+	ip := func(field, s string, v4 bool) (net.IP, error) {
+		a := net.ParseIP(s)
+		if a == nil || (a.To4() != nil) != v4 {
+			return nil, fmt.Errorf("%s: %q is not an IPv%s address", field, s, map[bool]string{true: "4", false: "6"}[v4])
+		}
+		return a, nil
+	}
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ls := []gopacket.SerializableLayer{eth}
+	inner := &eth.EthernetType
+	if t.VLAN != 0 {
+		q := &layers.Dot1Q{VLANIdentifier: uint16(t.VLAN), Type: layers.EthernetTypeIPv4}
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append(ls, q)
+		inner = &q.Type
+	}
+	ttl := uint8(64)
+	if t.TTL != 0 {
+		ttl = uint8(t.TTL)
+	}
+	proto := layers.IPProtocol(t.IPProto)
+	if proto == 0 {
+		proto = layers.IPProtocolUDP
+	}
+	var nl gopacket.NetworkLayer
+	switch {
+	case t.IPv4Src != "" || t.IPv4Dst != "":
+		if t.IPv6Src != "" || t.IPv6Dst != "" {
+			return nil, fmt.Errorf("ipv6_src: give IPv4 or IPv6 addresses, not both")
+		}
+		s, err := ip("ipv4_src", orDefault(t.IPv4Src, "192.0.2.1"), true)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ip("ipv4_dst", orDefault(t.IPv4Dst, "192.0.2.2"), true)
+		if err != nil {
+			return nil, err
+		}
+		if proto == layers.IPProtocolICMPv6 {
+			return nil, fmt.Errorf("ip_proto: 58 is ICMPv6, not for IPv4")
+		}
+		v4 := &layers.IPv4{Version: 4, TTL: ttl, Protocol: proto, SrcIP: s.To4(), DstIP: d.To4()}
+		ls, nl = append(ls, v4), v4
+	case t.IPv6Src != "" || t.IPv6Dst != "":
+		s, err := ip("ipv6_src", orDefault(t.IPv6Src, "2001:db8::1"), false)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ip("ipv6_dst", orDefault(t.IPv6Dst, "2001:db8::2"), false)
+		if err != nil {
+			return nil, err
+		}
+		if proto == layers.IPProtocolICMPv4 {
+			proto = layers.IPProtocolICMPv6
+		}
+		v6 := &layers.IPv6{Version: 6, HopLimit: ttl, NextHeader: proto, SrcIP: s, DstIP: d}
+		*inner = layers.EthernetTypeIPv6
+		ls, nl = append(ls, v6), v6
+	default:
+		*inner = 0x88b5 // no IP: a bare frame of the IEEE local experimental EtherType
+		ls = append(ls, gopacket.Payload(make([]byte, 46)))
+	}
+	if nl != nil {
+		switch proto {
+		case layers.IPProtocolTCP:
+			tcp := &layers.TCP{SrcPort: layers.TCPPort(t.L4Src), DstPort: layers.TCPPort(t.L4Dst), SYN: true, Window: 65535}
+			tcp.SetNetworkLayerForChecksum(nl)
+			ls = append(ls, tcp)
+		case layers.IPProtocolUDP:
+			udp := &layers.UDP{SrcPort: layers.UDPPort(t.L4Src), DstPort: layers.UDPPort(t.L4Dst)}
+			udp.SetNetworkLayerForChecksum(nl)
+			ls = append(ls, udp)
+		case layers.IPProtocolICMPv4:
+			ls = append(ls, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: uint16(t.L4Src)})
+		case layers.IPProtocolICMPv6:
+			ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+			ic.SetNetworkLayerForChecksum(nl)
+			ls = append(ls, ic, &layers.ICMPv6Echo{Identifier: uint16(t.L4Src)})
+		}
+		ls = append(ls, gopacket.Payload(make([]byte, 18)))
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		return nil, fmt.Errorf("building the packet: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
