@@ -258,6 +258,7 @@ ports:
 	rx := testutil.StartGuest(t, testutil.GuestOptions{Name: "rx", Socket: sw.Dir + "/vm2.sock",
 		MAC: "52:54:00:00:01:02", IP: "10.79.1.11/24", Role: "tcprecv", Dir: sw.Dir})
 	rx.WaitSerial(t, "LAB-WAITING", 120*time.Second)
+	tx.WaitSerial(t, "LAB-NET-UP", 120*time.Second) // booted second, it may be later
 	h.Ping(t, "10.79.1.11", 3)
 	h.Ping(t, "10.79.1.10", 3)
 
