@@ -16,6 +16,9 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/vswitch/vswitch/acl"
+	"github.com/vswitch/vswitch/nat"
 )
 
 // Config is the whole desired state: pure data, validated as a whole.
@@ -28,6 +31,10 @@ type Config struct {
 	Bridges   []BridgeConfig  `mapstructure:"bridges" json:"bridges"`
 	Ports     []PortConfig    `mapstructure:"ports" json:"ports"`
 	Routers   []RouterConfig  `mapstructure:"routers" json:"routers,omitempty"`
+	// SecurityGroups are stateful allow rules (OpenStack semantics) that
+	// ports join by name; ACLs are stateless rules bound to a port.
+	SecurityGroups []acl.SecurityGroup `mapstructure:"security_groups" json:"security_groups,omitempty"`
+	ACLs           []acl.ACL           `mapstructure:"acls" json:"acls,omitempty"`
 }
 
 // RouterConfig declares a router between bridge VLANs.
@@ -35,6 +42,8 @@ type RouterConfig struct {
 	Name       string                  `mapstructure:"name" json:"name"`
 	Interfaces []RouterInterfaceConfig `mapstructure:"interfaces" json:"interfaces"`
 	Routes     []RouteConfig           `mapstructure:"routes" json:"routes,omitempty"`
+	// NAT: masquerade (snat), floating IPs and port forwards (dnat).
+	NAT []nat.RuleConfig `mapstructure:"nat" json:"nat,omitempty"`
 }
 
 // RouterInterfaceConfig is a router's endpoint on a bridge's VLAN. Without
@@ -140,6 +149,11 @@ type PortConfig struct {
 	Tag      int    `mapstructure:"tag" json:"tag,omitempty"`
 	Trunks   []int  `mapstructure:"trunks" json:"trunks,omitempty"`
 	VLANMode string `mapstructure:"vlan_mode" json:"vlan_mode,omitempty"`
+	// SecurityGroups the port is in (stateful; default deny ingress) and
+	// the addresses its guest may send from. Changing them recompiles
+	// the filters; the port keeps running.
+	SecurityGroups []string          `mapstructure:"security_groups" json:"security_groups,omitempty"`
+	PortSecurity   *acl.PortSecurity `mapstructure:"port_security" json:"port_security,omitempty"`
 }
 
 // VLAN modes.
@@ -328,7 +342,32 @@ func (c *Config) Validate() error {
 		}
 	}
 	validateRouters(c.Routers, bridges, bad)
+	for i, r := range c.Routers {
+		if err := nat.Validate(fmt.Sprintf("routers[%d].nat", i), r.NAT); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := acl.Validate(c.Filter()); err != nil {
+		errs = append(errs, err)
+	} else {
+		for i, a := range c.ACLs {
+			if !ports[a.Port] {
+				bad(fmt.Sprintf("acls[%d].port", i), "no port %q", a.Port)
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Filter is the filtering part of c as package acl reads it: the groups,
+// the ACLs and every port's filter fields (ports[i] stays ports[i], so
+// errors name the right entry).
+func (c *Config) Filter() *acl.Config {
+	f := &acl.Config{SecurityGroups: c.SecurityGroups, ACLs: c.ACLs, Ports: make([]acl.PortFilter, len(c.Ports))}
+	for i, p := range c.Ports {
+		f.Ports[i] = acl.PortFilter{Name: p.Name, SecurityGroups: p.SecurityGroups, PortSecurity: p.PortSecurity}
+	}
+	return f
 }
 
 // validateRouters checks the routers: names, interfaces on existing

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+
+	"github.com/vswitch/vswitch/acl"
 )
 
 // Action is one step that takes the running switch from one config to
@@ -17,6 +19,7 @@ type Action struct {
 	Bridge *BridgeConfig `json:"-"` // the bridge to add
 	Port   *PortConfig   `json:"-"` // the port to add
 	Router *RouterConfig `json:"-"` // the router to add
+	Filter *acl.Config   `json:"-"` // the new groups, ACLs and port filter fields
 	Log    *LogConfig    `json:"-"` // the new log settings
 }
 
@@ -29,6 +32,7 @@ const (
 	KindBridge = "bridge"
 	KindPort   = "port"
 	KindRouter = "router"
+	KindFilter = "filter"
 	KindLog    = "log"
 )
 
@@ -42,15 +46,17 @@ func (a Action) String() string {
 // Diff returns the actions that turn the running config old into new,
 // touching only what changed: a port whose config is unchanged (and whose
 // bridge is unchanged) is left alone. The order is fixed: routers
-// removed, ports removed, bridges removed, bridges added, ports added,
-// routers added, then in-place updates;
+// removed, ports removed, bridges removed, filters updated, bridges
+// added, ports added, routers added, then in-place updates;
 // within each group by name. A change to a setting that only takes effect
 // at start (api, run_dir, dataplane, vhostuser) is an error naming the
 // field.
 //
 // Diff is pure: no I/O, and the same inputs always give the same actions.
-// New resources (VLANs, routes, ACLs, NAT) get their own groups here as
-// the data plane learns them.
+// Security groups, ACLs and the ports' filter fields are one "filter"
+// update: the switch recompiles its filters and swaps them in, and no
+// port restarts for them. It comes before ports are added, so a new port
+// is filtered from its first packet.
 func Diff(old, new *Config) ([]Action, error) {
 	if !sameJSON(old.API, new.API) {
 		return nil, fmt.Errorf("api: the API's address and credentials change only at start (restart vswitchd)")
@@ -94,7 +100,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	for _, name := range sortedKeys(oldP) {
 		op := oldP[name]
-		if np, ok := newP[name]; !ok || !op.Equal(np) || replacedB[op.Bridge] {
+		if np, ok := newP[name]; !ok || !portCore(op).Equal(portCore(np)) || replacedB[op.Bridge] {
 			acts = append(acts, Action{Op: OpRemove, Kind: KindPort, Name: name})
 		}
 	}
@@ -102,6 +108,9 @@ func Diff(old, new *Config) ([]Action, error) {
 		if replacedB[name] {
 			acts = append(acts, Action{Op: OpRemove, Kind: KindBridge, Name: name})
 		}
+	}
+	if !sameJSON(filterKey(old), filterKey(new)) {
+		acts = append(acts, Action{Op: OpUpdate, Kind: KindFilter, Filter: new.Filter()})
 	}
 	for _, name := range sortedKeys(newB) {
 		if _, ok := oldB[name]; !ok || replacedB[name] {
@@ -111,7 +120,7 @@ func Diff(old, new *Config) ([]Action, error) {
 	}
 	for _, name := range sortedKeys(newP) {
 		np := newP[name]
-		if op, ok := oldP[name]; !ok || !op.Equal(np) || replacedB[np.Bridge] {
+		if op, ok := oldP[name]; !ok || !portCore(op).Equal(portCore(np)) || replacedB[np.Bridge] {
 			acts = append(acts, Action{Op: OpAdd, Kind: KindPort, Name: name, Port: &np})
 		}
 	}
@@ -126,6 +135,28 @@ func Diff(old, new *Config) ([]Action, error) {
 		acts = append(acts, Action{Op: OpUpdate, Kind: KindLog, Log: &l})
 	}
 	return acts, nil
+}
+
+// portCore is a port's config without its filter fields: what needs
+// the port recreated when it changes.
+func portCore(p PortConfig) PortConfig {
+	p.SecurityGroups, p.PortSecurity = nil, nil
+	return p
+}
+
+// filterKey is c's filtering config with the ports in name order and
+// those without filter fields left out, for comparing.
+func filterKey(c *Config) *acl.Config {
+	f := c.Filter()
+	ports := f.Ports[:0:0]
+	for _, p := range f.Ports {
+		if len(p.SecurityGroups) > 0 || p.PortSecurity != nil {
+			ports = append(ports, p)
+		}
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i].Name < ports[j].Name })
+	f.Ports = ports
+	return f
 }
 
 // sameJSON compares two settings as they are saved (an empty list and no
@@ -152,6 +183,16 @@ func (c *Config) Apply(a Action) {
 		c.Routers = deleteFunc(c.Routers, func(r RouterConfig) bool { return r.Name == a.Name })
 	case a.Kind == KindRouter && a.Op == OpAdd:
 		c.Routers = append(c.Routers, *a.Router)
+	case a.Kind == KindFilter:
+		c.SecurityGroups, c.ACLs = a.Filter.SecurityGroups, a.Filter.ACLs
+		pf := map[string]acl.PortFilter{}
+		for _, p := range a.Filter.Ports {
+			pf[p.Name] = p
+		}
+		for i := range c.Ports {
+			f := pf[c.Ports[i].Name]
+			c.Ports[i].SecurityGroups, c.Ports[i].PortSecurity = f.SecurityGroups, f.PortSecurity
+		}
 	case a.Kind == KindLog:
 		c.Log = *a.Log
 	}
@@ -163,6 +204,7 @@ func (c *Config) Apply(a Action) {
 func (c *Config) Startup() *Config {
 	s := c.Clone()
 	s.Bridges, s.Ports, s.Routers = nil, nil, nil
+	s.SecurityGroups, s.ACLs = nil, nil
 	return s
 }
 

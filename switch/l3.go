@@ -125,7 +125,7 @@ func arpIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 		copy(k.ip[:4], spa.AsSlice())
 		nt.learn(k, m, now)
 	}
-	if !ri.owns(tpa) {
+	if !ri.answers(tpa) {
 		if ours {
 			p.drop(i, DropForRouter, "arp")
 			return false
@@ -186,7 +186,7 @@ func ndIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i int
 	if hasSLL && !src.IsUnspecified() {
 		learn(src, sll)
 	}
-	if !ri.owns(tgt) {
+	if !ri.answers(tgt) {
 		return true
 	}
 	// Answer with an advertisement, solicited unless the query came from

@@ -6,6 +6,8 @@ package vswitch
 import (
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/acl"
+
 	"github.com/vswitch/vswitch/switch/header"
 	"github.com/vswitch/vswitch/switch/offload"
 	"github.com/vswitch/vswitch/virtio"
@@ -90,6 +92,32 @@ const (
 	DropNoRoute            // no FIB entry for the destination
 	DropNeighborUnresolved // the next hop's MAC is not known yet (an ARP/NS is sent)
 	DropBadOffload
+	// Filters (package acl) and conntrack/NAT (package nat).
+	DropACLDeny
+	DropACLReject
+	DropSGIngress
+	DropSGEgress
+	DropCTInvalid
+	DropSpoofedSourceMAC
+	DropSpoofedSourceIP
+	DropSpoofedARPSenderMAC
+	DropSpoofedARPSenderIP
+	DropSpoofedNDTarget
+	DropSpoofedNDLinkLayer
+	DropGuestRouterAdvert
+	DropGuestDHCPServer
+	DropPortSecEtherType
+	DropPortSecMalformed
+	DropCTFragment
+	DropCTTCPFlags
+	DropCTTCPState
+	DropCTTCPWindow
+	DropCTICMPUnrelated
+	DropCTFull
+	DropCTZoneFull
+	DropCTBucketFull
+	DropNATNoPort
+	DropCTGone
 	NumDropReasons
 )
 
@@ -116,6 +144,16 @@ var dropNames = [NumDropReasons]string{
 	DropNoRoute:            "no_route",
 	DropNeighborUnresolved: "neighbor_unresolved",
 	DropBadOffload:         "bad_offload_header",
+	DropCTFragment:         "ct_fragment",
+	DropCTTCPFlags:         "ct_tcp_bad_flags",
+	DropCTTCPState:         "ct_tcp_bad_state",
+	DropCTTCPWindow:        "ct_tcp_out_of_window",
+	DropCTICMPUnrelated:    "ct_icmp_unrelated",
+	DropCTFull:             "conntrack_full",
+	DropCTZoneFull:         "conntrack_zone_full",
+	DropCTBucketFull:       "conntrack_bucket_full",
+	DropNATNoPort:          "nat_no_port",
+	DropCTGone:             "ct_connection_gone",
 }
 
 // parseDrop maps a parser error to its drop reason.
@@ -128,6 +166,12 @@ var parseDrop = [header.NumParseErrs]DropReason{
 }
 
 func init() {
+	// The filter reasons are named as package acl names them.
+	for r, d := range aclDrop {
+		if d != 0 {
+			dropNames[d] = acl.DropReason(r).String()
+		}
+	}
 	for e := virtio.ChainErr(1); e < virtio.NumChainErrs; e++ {
 		dropNames[e] = e.String()
 	}

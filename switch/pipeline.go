@@ -27,6 +27,7 @@ type pipe struct {
 	nouch   int
 
 	scratch [HeadRoom + HeadLen]byte
+	f       fpipe // the filter and NAT stages' gathered packets
 
 	// Rate limits of what the router makes: per-second buckets.
 	tokSec              uint32

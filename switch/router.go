@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/vswitch/vswitch/nat"
 	"github.com/vswitch/vswitch/switch/lpm"
 )
 
@@ -15,6 +16,7 @@ type RouterSpec struct {
 	Name       string
 	Interfaces []RouterIfSpec
 	Routes     []RouteSpec
+	NAT        []nat.RuleConfig
 }
 
 // RouterIfSpec is one router interface. A zero MAC gets a stable one
@@ -41,6 +43,8 @@ type router struct {
 	fib4 *lpm.Table4
 	fib6 *lpm.Table6
 	nh   []nextHop
+	nat  *nat.Rules // nil: no NAT
+	zone uint16     // conntrack zone of its NAT
 }
 
 // rif is a router interface as the data path sees it.
@@ -53,6 +57,7 @@ type rif struct {
 	vlan   uint16
 	mac    uint64
 	addrs  []netip.Prefix
+	fips   []netip.Addr // floating IPs on its subnets: ARP/ND answered
 }
 
 // nextHop is what a FIB entry points at: the egress interface and, for a
@@ -140,6 +145,20 @@ func compileRouter(spec RouterSpec, ids *uint32) (*router, error) {
 		}
 	}
 	r.fib4, r.fib6 = b4.Build(), b6.Build()
+	for _, rc := range spec.NAT {
+		if rc.Type != nat.TypeDNAT || rc.Port != 0 {
+			continue
+		}
+		a, err := netip.ParseAddr(rc.Destination)
+		if err != nil {
+			continue // nat.Compile reports it
+		}
+		for _, ri := range r.ifs {
+			if ri.onLink(a) && !ri.owns(a) {
+				ri.fips = append(ri.fips, a)
+			}
+		}
+	}
 	return r, nil
 }
 
@@ -208,6 +227,24 @@ func (s *Switch) SetRouter(spec RouterSpec) error {
 	r, err := compileRouter(spec, &s.rifIDs)
 	if err != nil {
 		return err
+	}
+	if len(spec.NAT) > 0 {
+		t, err := s.conntrack(c)
+		if err != nil {
+			return err
+		}
+		if r.nat, err = nat.Compile(t, "router "+spec.Name+" nat", spec.NAT); err != nil {
+			return err
+		}
+		if s.zones == nil {
+			s.zones = map[string]uint16{}
+		}
+		z, ok := s.zones[spec.Name]
+		if !ok {
+			z = routerZoneBase + uint16(len(s.zones))
+			s.zones[spec.Name] = z
+		}
+		r.zone = z
 	}
 	c.routers[spec.Name] = r
 	s.publish(c)

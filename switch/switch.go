@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/vswitch/vswitch/acl"
+	"github.com/vswitch/vswitch/nat"
 )
 
 // Port is a switch port's data-plane side. A worker makes one call per
@@ -51,6 +54,8 @@ type config struct {
 	ports   [MaxPorts]*portEntry
 	bridges map[string]*Bridge
 	routers map[string]*router
+	filt    *filter    // compiled ACLs, security groups and port security
+	ct      *nat.Table // the connection table, once filters or NAT need it
 }
 
 type portEntry struct {
@@ -81,6 +86,9 @@ type Options struct {
 	// drive them with PollOnce.
 	Manual bool
 	Log    *logrus.Entry
+	// Conntrack is the connection table's capacity (0: DefaultConntrackSize).
+	// The table is made when security groups or NAT first need it.
+	Conntrack int
 }
 
 // Switch owns ports, bridges and workers.
@@ -92,7 +100,9 @@ type Switch struct {
 	clock   atomic.Uint32 // coarse seconds for FDB aging
 	rifIDs  uint32        // last router interface id handed out (under mu)
 	neigh   neighTable
-	mu      sync.Mutex // serializes control-plane changes
+	fcfg    *acl.Config       // the filter config, recompiled as ports come and go (under mu)
+	zones   map[string]uint16 // each router's conntrack zone (under mu)
+	mu      sync.Mutex        // serializes control-plane changes
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -163,6 +173,12 @@ func (s *Switch) housekeeping() {
 		case <-t.C:
 			now := s.clock.Add(1)
 			s.neigh.expire(now)
+			if ct := s.cfg.Load().ct; ct != nil {
+				// Workers sweep a little per batch; this covers idle ones.
+				for i := 0; i < 16; i++ {
+					ct.Sweep(now)
+				}
+			}
 			for _, b := range s.cfg.Load().bridges {
 				if n := b.FDB.Age(now, b.MaxAge); n > 0 {
 					s.log.WithFields(logrus.Fields{"bridge": b.Name, "entries": n}).Debug("aged out MAC entries")
@@ -177,6 +193,14 @@ func (s *Switch) Now() uint32 { return s.clock.Load() }
 
 // publish swaps in c and waits until no worker runs on the old snapshot.
 func (s *Switch) publish(c *config) {
+	if f, err := compileFilter(c, s.fcfg); err != nil {
+		// SetFilter compiled the same config against its ports; only
+		// references to ports that are gone could differ, and those are
+		// left out. Keep the last good filter.
+		s.log.WithError(err).Error("cannot recompile the filters; keeping the previous ones")
+	} else {
+		c.filt = f
+	}
 	c.link()
 	s.cfg.Store(c)
 	s.Quiesce()
@@ -184,7 +208,8 @@ func (s *Switch) publish(c *config) {
 
 func (s *Switch) clone() *config {
 	old := s.cfg.Load()
-	c := &config{ports: old.ports, bridges: make(map[string]*Bridge, len(old.bridges)), routers: make(map[string]*router, len(old.routers))}
+	c := &config{ports: old.ports, bridges: make(map[string]*Bridge, len(old.bridges)), routers: make(map[string]*router, len(old.routers)),
+		filt: old.filt, ct: old.ct}
 	for k, v := range old.bridges {
 		c.bridges[k] = v
 	}
@@ -353,3 +378,58 @@ func (s *Switch) RemoveBridge(name string) error {
 	s.publish(c)
 	return nil
 }
+
+// conntrack returns the connection table, making it on first use (under
+// s.mu).
+func (s *Switch) conntrack(c *config) (*nat.Table, error) {
+	if c.ct != nil {
+		return c.ct, nil
+	}
+	n := s.opts.Conntrack
+	if n <= 0 {
+		n = DefaultConntrackSize
+	}
+	t, err := nat.New(nat.Config{Capacity: n})
+	if err != nil {
+		return nil, err
+	}
+	c.ct = t
+	return t, nil
+}
+
+// SetFilter replaces the security groups, ACLs and the ports' filter
+// settings. The compiled snapshot is swapped in between batches; ports
+// keep running. Entries for ports the switch does not have yet apply
+// once they are added.
+func (s *Switch) SetFilter(fc *acl.Config) error {
+	if err := acl.Validate(fc); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clone()
+	f, err := compileFilter(c, fc)
+	if err != nil {
+		return err
+	}
+	if f.stateful() || hasGroups(fc) {
+		if _, err := s.conntrack(c); err != nil {
+			return err
+		}
+	}
+	s.fcfg = fc
+	s.publish(c)
+	return nil
+}
+
+func hasGroups(fc *acl.Config) bool {
+	for _, p := range fc.Ports {
+		if len(p.SecurityGroups) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Conntrack is the connection table (nil until filters or NAT need one).
+func (s *Switch) Conntrack() *nat.Table { return s.cfg.Load().ct }

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/vswitch/vswitch/nat"
 	"github.com/vswitch/vswitch/virtio"
 )
 
@@ -39,6 +40,7 @@ type Worker struct {
 	sources []source
 	cur     *portEntry // input port of the batch in flight, for fault recovery
 	curOut  *portEntry
+	ctw     *nat.Worker // this worker's handle on the conntrack table, if any
 }
 
 // rxChain is a guest receive chain taken for a frame of a batch.
@@ -190,6 +192,9 @@ func (w *Worker) pollOnce() bool {
 // goes to worker (p+q) mod workers.
 func (w *Worker) rebuild(c *config) {
 	w.cfg = c
+	if c.ct != nil && (w.ctw == nil || w.ctw.Table() != c.ct) {
+		w.ctw = c.ct.NewWorker()
+	}
 	w.sources = w.sources[:0]
 	n := len(w.sw.workers)
 	for _, pe := range c.ports {
@@ -210,6 +215,8 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	c := w.cfg
 	now := w.sw.clock.Load()
 	stageClassify(p, in, b)
+	stageFilterIn(p, w, c, in, b, now)
+	stageNAT(p, w, in, b, now)
 	stageL3(p, in, b, now, &w.sw.neigh)
 	stageL2(p, c, in, b, now)
 	for r, n := range p.drops {
@@ -226,7 +233,16 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 			in.Counters.Drops[DropPortDown].Add(uint64(n))
 			continue
 		}
-		sel := p.sel[id][:n]
+		sel := stageFilterOut(p, w, c, out, b, p.sel[id][:n], now)
+		for r, d := range p.drops {
+			if d != 0 {
+				out.Counters.Drops[r].Add(d)
+				p.drops[r] = 0
+			}
+		}
+		if len(sel) == 0 {
+			continue
+		}
 		stageEgressVLAN(p, out, b, sel)
 		w.curOut = out
 		out.Port.Transmit(w, b, sel, out.Counters)

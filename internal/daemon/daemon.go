@@ -112,6 +112,8 @@ func (d *Daemon) do(a api.Action) error {
 			return err
 		}
 		return d.Switch.SetRouter(spec)
+	case a.Kind == api.KindFilter:
+		return d.Switch.SetFilter(a.Filter)
 	case a.Kind == api.KindLog:
 		SetLog(d.log.Logger, *a.Log)
 		return nil
@@ -367,7 +369,7 @@ func portOptions(pc api.PortConfig) vswitch.PortOptions {
 
 // RouterSpec turns a validated router config into the switch's form.
 func RouterSpec(rc api.RouterConfig) (vswitch.RouterSpec, error) {
-	spec := vswitch.RouterSpec{Name: rc.Name}
+	spec := vswitch.RouterSpec{Name: rc.Name, NAT: rc.NAT}
 	for _, ic := range rc.Interfaces {
 		is := vswitch.RouterIfSpec{Name: ic.Name, Bridge: ic.Bridge, VLAN: uint16(ic.VLAN)}
 		if ic.MAC != "" {

@@ -190,14 +190,14 @@ def port_security_fields(device):
         if pmac == mac:
             ips.append(pair['ip_address'])
         else:
-            pairs.append({'mac': pmac, 'ips': [pair['ip_address']]})
+            pairs.append({'mac': pmac, 'ip': pair['ip_address']})
     seen = set()
     ips = [ip for ip in ips if not (ip in seen or seen.add(ip))]
     ps = {'mac': mac, 'ips': ips}
     if pairs:
-        # An allowed address pair with its own MAC: issue 8's (MAC, IP)
-        # pairs beyond the port's own MAC.
-        ps['pairs'] = pairs
+        # An allowed address pair with its own MAC: vswitchd's
+        # port_security.allowed_address_pairs (acl.AddressPair: mac, ip).
+        ps['allowed_address_pairs'] = pairs
     return {
         'security_groups': [sg_name(s) for s in
                             sorted(device.get('security_groups') or [])],

@@ -86,8 +86,8 @@ class PortSecurityTest(unittest.TestCase):
                     'mac_address': 'fa:16:3e:00:00:99'}]}
         ps = translate.port_security_fields(dev)['port_security']
         self.assertEqual(['10.0.0.5', '10.0.0.100'], ps['ips'])
-        self.assertEqual([{'mac': 'fa:16:3e:00:00:99', 'ips': ['10.1.0.0/24']}],
-                         ps['pairs'])
+        self.assertEqual([{'mac': 'fa:16:3e:00:00:99', 'ip': '10.1.0.0/24'}],
+                         ps['allowed_address_pairs'])
 
     def test_port_config_carries_security(self):
         sec = translate.port_security_fields(
