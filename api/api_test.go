@@ -38,11 +38,28 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"dataplane: {workers: 0, poll: fast}\n" + base, "dataplane.poll"},
 		{"bridges: [{name: 'bad name'}]", "bridges[0].name"},
 		{"bridges: [{name: br0, mac_table_size: 'many'}]", "mac_table_size"},
+		{"bridges: [{name: br0, mode: hub}]", "bridges[0].mode"},
+		{"bridges: [{name: x0, mode: xconnect}]\nports:\n  - {name: a, type: vhostuser, bridge: x0, socket: a}\n" +
+			"  - {name: b, type: vhostuser, bridge: x0, socket: b}\n  - {name: c, type: vhostuser, bridge: x0, socket: c}", "bridges[0].mode"},
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(tc.yaml), "/tmp/vs")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: error %v, want one naming %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// A cross-connect with its two ports is valid, and so is one still being
+// filled port by port through the API.
+func TestXconnectConfig(t *testing.T) {
+	for _, y := range []string{
+		"bridges: [{name: x0, mode: xconnect}]\nports:\n  - {name: a, type: vhostuser, bridge: x0, socket: a}\n  - {name: b, type: vhostuser, bridge: x0, socket: b}",
+		"bridges: [{name: x0, mode: xconnect}]",
+		"bridges: [{name: br0, mode: learning}]",
+	} {
+		if _, err := Load([]byte(y), "/tmp/vs"); err != nil {
+			t.Errorf("config %q: %v", y, err)
 		}
 	}
 }

@@ -36,12 +36,15 @@ type PortInfo struct {
 	Port     Port
 }
 
-// Bridge is an L2 learning bridge.
+// Bridge is an L2 learning bridge, or a cross-connect of two ports.
 type Bridge struct {
-	Name    string
-	FDB     *FDB
-	MaxAge  uint32 // seconds an FDB entry lives without traffic
-	members []uint16
+	Name   string
+	FDB    *FDB
+	MaxAge uint32 // seconds an FDB entry lives without traffic
+	// Xconnect sends every packet from one member to the other, with no
+	// FDB lookup or learning (VPP "l2 xconnect"). It has at most 2 members.
+	Xconnect bool
+	members  []uint16
 }
 
 // config is the immutable snapshot workers run on; the control plane
@@ -188,8 +191,14 @@ func (s *Switch) Quiesce() {
 	}
 }
 
-// AddBridge creates a bridge.
+// AddBridge creates a learning bridge.
 func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error {
+	return s.AddBridgeMode(name, false, fdbSize, maxAge)
+}
+
+// AddBridgeMode creates a bridge: a learning one, or a cross-connect of
+// two ports when xconnect is set.
+func (s *Switch) AddBridgeMode(name string, xconnect bool, fdbSize int, maxAge time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clone()
@@ -202,7 +211,7 @@ func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration) error
 	if maxAge <= 0 {
 		maxAge = 300 * time.Second
 	}
-	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize), MaxAge: uint32(maxAge / time.Second)}
+	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize), MaxAge: uint32(maxAge / time.Second), Xconnect: xconnect}
 	s.publish(c)
 	return nil
 }
@@ -218,6 +227,9 @@ func (s *Switch) AddPort(name, typ, bridge string, p Port) (*PortInfo, error) {
 	br, ok := c.bridges[bridge]
 	if !ok {
 		return nil, fmt.Errorf("port %q: %w %q", name, ErrNoBridge, bridge)
+	}
+	if br.Xconnect && len(br.members) >= 2 {
+		return nil, fmt.Errorf("port %q: cross-connect bridge %q already has 2 ports", name, bridge)
 	}
 	id := -1
 	for i := range c.ports {

@@ -35,11 +35,17 @@ func newRig(t testing.TB, n int) *rig {
 
 func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
+	return newRigMode(t, n, feOpts, false)
+}
+
+// newRigMode is newRigOpts with br0 a cross-connect when xconnect is set.
+func newRigMode(t testing.TB, n int, feOpts vhostusertest.Options, xconnect bool) *rig {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	sw := vswitch.New(vswitch.Options{Manual: true, Log: logrus.NewEntry(log)})
 	t.Cleanup(sw.Close)
-	if err := sw.AddBridge("br0", 1024, time.Minute); err != nil {
+	if err := sw.AddBridgeMode("br0", xconnect, 1024, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

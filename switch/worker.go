@@ -204,6 +204,10 @@ func (w *Worker) rebuild(c *config) {
 // forward runs the bridge stage over b and transmits per output port.
 func (w *Worker) forward(in *portEntry, b *Batch) {
 	br := in.bridge
+	if br.Xconnect {
+		w.xconnect(in, br, b)
+		return
+	}
 	now := w.sw.clock.Load()
 	var drops [NumDropReasons]uint64
 	for i := 0; i < b.N; i++ {
@@ -254,6 +258,33 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	}
 	w.curOut = nil
 	w.nouch = 0
+}
+
+// identity selects every packet of a batch, in order.
+var identity = func() (s [BatchSize]uint16) {
+	for i := range s {
+		s[i] = uint16(i)
+	}
+	return s
+}()
+
+// xconnect sends the whole batch to the bridge's other member.
+func (w *Worker) xconnect(in *portEntry, br *Bridge, b *Batch) {
+	var peer *portEntry
+	if m := br.members; len(m) == 2 {
+		id := m[0]
+		if id == in.ID {
+			id = m[1]
+		}
+		peer = w.cfg.ports[id]
+	}
+	if peer == nil {
+		in.Counters.Drops[DropNoOutput].Add(uint64(b.N))
+		return
+	}
+	w.curOut = peer
+	peer.Port.Transmit(w, b, identity[:b.N], peer.Counters)
+	w.curOut = nil
 }
 
 func (w *Worker) add(port uint16, i uint16) {

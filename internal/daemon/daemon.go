@@ -100,7 +100,7 @@ func (d *Daemon) do(a api.Action) error {
 	case a.Kind == api.KindBridge && a.Op == api.OpRemove:
 		return d.Switch.RemoveBridge(a.Name)
 	case a.Kind == api.KindBridge && a.Op == api.OpAdd:
-		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second)
+		return d.Switch.AddBridgeMode(a.Name, a.Bridge.Mode == api.BridgeXconnect, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second)
 	case a.Kind == api.KindLog:
 		SetLog(d.log.Logger, *a.Log)
 		return nil
