@@ -9,8 +9,12 @@ set -euo pipefail
 
 # dpdk-dev: dpdk-testpmd (the `dpdk` package does not ship it). linux-image-amd64 + busybox-static:
 # guest kernel and initramfs. tcpdump/ethtool/iproute2: debugging and netns tests.
-PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev"
-MIN_HUGEPAGES=${MIN_HUGEPAGES:-512} # 2 MiB pages: a few testpmd -m 256 processes
+# openvswitch-switch-dpdk: OVS-DPDK, a peer of the benchmark (cmd/vswitch-bench), which runs its
+# own ovsdb-server and ovs-vswitchd under a private run directory (the system service stays off).
+PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev openvswitch-switch-dpdk"
+# 2 MiB pages: a few testpmd -m 256 processes, plus OVS-DPDK's dpdk-socket-mem in the benchmark.
+MIN_HUGEPAGES=${MIN_HUGEPAGES:-1536}
+OVS_DPDK_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 HUGE_MNT=/dev/hugepages
 
 missing_pkgs=""
@@ -45,6 +49,22 @@ if [ -n "$missing_pkgs" ]; then
 	echo "install-deps: apt-get install $missing_pkgs"
 	# Everything the tests use is in Depends (seabios/ipxe-qemu for QEMU, the PMDs via libdpdk-dev).
 	apt-get install -y -qq --no-install-recommends $missing_pkgs >/dev/null
+fi
+
+# The DPDK build of ovs-vswitchd; the default alternative is the kernel-datapath one.
+if [ -x "$OVS_DPDK_VSWITCHD" ] && [ "$(readlink -f /etc/alternatives/ovs-vswitchd 2>/dev/null)" != "$OVS_DPDK_VSWITCHD" ]; then
+	update-alternatives --set ovs-vswitchd "$OVS_DPDK_VSWITCHD" >/dev/null
+	echo "install-deps: ovs-vswitchd alternative -> $OVS_DPDK_VSWITCHD"
+fi
+# The package starts the system openvswitch-switch service where an init system runs; it would
+# take hugepages and the CPUs the benchmark pins. Stop it and keep it from starting at boot.
+if [ -e /var/run/openvswitch/ovsdb-server.pid ] || [ -e /var/run/openvswitch/ovs-vswitchd.pid ]; then
+	/usr/share/openvswitch/scripts/ovs-ctl stop >/dev/null 2>&1 || true
+	echo "install-deps: stopped the system openvswitch-switch service"
+fi
+if [ -e /etc/init.d/openvswitch-switch ] && ls /etc/rc[2-5].d/S*openvswitch-switch >/dev/null 2>&1; then
+	update-rc.d openvswitch-switch disable >/dev/null 2>&1 || true
+	echo "install-deps: disabled the openvswitch-switch service at boot"
 fi
 
 if [ "$nr" -lt "$MIN_HUGEPAGES" ]; then

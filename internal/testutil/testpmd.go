@@ -69,11 +69,31 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	if !o.NoHuge {
 		RequireHugepages(t, 128) // -m 256 of 2 MiB pages
 	}
+	if o.Dir == "" {
+		o.Dir = ShortTempDir(t)
+	}
+	p, err := LaunchTestpmd(bin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("testpmd %s: pid %d, log %s", p.Name, p.cmd.Process.Pid, p.LogPath)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testpmd %s log tail:\n%s", p.Name, tail(p.Log(), 30))
+		}
+		p.Close()
+	})
+	return p
+}
+
+// LaunchTestpmd is StartTestpmd without a test: bin is the dpdk-testpmd
+// binary and o.Dir must be set. The caller owns the process and calls Close.
+func LaunchTestpmd(bin string, o TestpmdOptions) (*Testpmd, error) {
 	if o.Name == "" {
 		o.Name = "testpmd"
 	}
 	if o.Dir == "" {
-		o.Dir = ShortTempDir(t)
+		return nil, fmt.Errorf("testpmd %s: no log directory", o.Name)
 	}
 	p := &Testpmd{Name: o.Name, LogPath: filepath.Join(o.Dir, o.Name+".log")}
 
@@ -116,7 +136,7 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 
 	logf, err := os.Create(p.LogPath)
 	if err != nil {
-		t.Fatalf("testpmd %s: %v", o.Name, err)
+		return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 	}
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
@@ -129,30 +149,34 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null unless Interactive
 	if o.Interactive {
 		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-			t.Fatalf("testpmd %s: %v", o.Name, err)
+			return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 		}
 	}
 	if err := p.startProc(p.cmd); err != nil {
-		t.Fatalf("testpmd %s: %v", o.Name, err)
+		return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 	}
-	t.Logf("testpmd %s: pid %d, log %s", o.Name, p.cmd.Process.Pid, p.LogPath)
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("testpmd %s log tail:\n%s", p.Name, tail(p.Log(), 30))
-		}
-		if p.prefix != "" {
-			// --no-huge (without --in-memory) leaves its runtime dir behind (G8).
-			for _, d := range []string{"/var/run/dpdk", os.Getenv("XDG_RUNTIME_DIR") + "/dpdk", "/tmp/dpdk"} {
-				os.RemoveAll(filepath.Join(d, p.prefix))
-			}
-		}
-	})
-	return p
+	return p, nil
 }
+
+// Close kills the process if it still runs and removes its runtime dir.
+func (p *Testpmd) Close() {
+	if !p.exited() {
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	if p.prefix != "" {
+		// --no-huge (without --in-memory) leaves its runtime dir behind (G8).
+		for _, d := range []string{"/var/run/dpdk", os.Getenv("XDG_RUNTIME_DIR") + "/dpdk", "/tmp/dpdk"} {
+			os.RemoveAll(filepath.Join(d, p.prefix))
+		}
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Testpmd) Exited() bool { return p.exited() }
+
+// MemFailure returns the log line of a virtio_user memory failure, or "".
+func (p *Testpmd) MemFailure() string { return memFailure(p.Log()) }
 
 // Cmd types one command at an interactive testpmd's prompt.
 func (p *Testpmd) Cmd(t testing.TB, line string) {
