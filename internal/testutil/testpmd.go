@@ -323,6 +323,13 @@ var (
 // idle blocks and then skip warm-up blocks are dropped; blocks are summed until secs
 // seconds are covered (secs <= 0: all).
 func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps float64) {
+	rxMpps, txMpps, _ = TestpmdWindow(log, port, skip, secs)
+	return rxMpps, txMpps
+}
+
+// TestpmdWindow is TestpmdRate that also returns how many seconds the
+// rates cover, so a caller can stop testpmd once the window is full.
+func TestpmdWindow(log string, port int, skip int, secs float64) (rxMpps, txMpps, covered float64) {
 	if secs <= 0 {
 		secs = 1e18
 	}
@@ -389,7 +396,6 @@ func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps f
 		}
 	}
 	var rx, tx uint64
-	var covered float64
 	var n int
 	for i := first + skip; i < len(rows); i++ {
 		r := rows[i]
@@ -405,7 +411,7 @@ func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps f
 		n++
 	}
 	if covered == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return float64(rx) / covered / 1e6, float64(tx) / covered / 1e6
+	return float64(rx) / covered / 1e6, float64(tx) / covered / 1e6, covered
 }
