@@ -385,11 +385,29 @@ func BenchmarkGuestToGuest(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
 }
 
+// BenchmarkGuestToGuestXconnect is BenchmarkGuestToGuest through a
+// cross-connect bridge: no FDB learning or lookup.
+func BenchmarkGuestToGuestXconnect(b *testing.B) {
+	r := newRigMode(b, 2, vhostusertest.Options{}, true)
+	l := newLoop(b, r, vswitch.BatchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.step()
+	}
+	b.StopTimer()
+	if l.forwarded < b.N {
+		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+}
+
 func BenchmarkFDBLookup(b *testing.B) {
 	f := vswitch.NewFDB(8192)
 	for i := 0; i < 1000; i++ {
 		f.Learn(uint64(0x525400000000+i), uint16(i%16), 1)
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, ok := f.Lookup(uint64(0x525400000000 + i%1000)); !ok {
