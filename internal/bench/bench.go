@@ -128,10 +128,23 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 					}
 					p := points[(&Point{Switch: sw, Ring: ring, Frame: frame}).key()]
 					dir := filepath.Join(o.Dir, fmt.Sprintf("%s-%s-%d-%d", sw, ring, frame, run))
-					r, err := o.runOne(ctx, sw, ring, frame, dir, &ovs)
 					log := o.Log.WithFields(logrus.Fields{"switch": sw, "ring": ring, "frame": frame, "run": run})
-					if err == nil && (r.Port0Mpps == 0 || r.Port1Mpps == 0) {
-						err = fmt.Errorf("no traffic through %s (frontend rx %.3f/%.3f Mpps); logs in %s", sw, r.Port0Mpps, r.Port1Mpps, dir)
+					var r Run
+					var err error
+					// A loop direction dies when its --tx-first burst reaches
+					// the switch before the other port is up (seen with OVS's
+					// reconnecting client ports): try once more, from scratch.
+					for attempt := 1; attempt <= 2; attempt++ {
+						r, err = o.runOne(ctx, sw, ring, frame, fmt.Sprintf("%s.%d", dir, attempt), &ovs)
+						if err == nil && (r.Port0Mpps == 0 || r.Port1Mpps == 0) {
+							err = fmt.Errorf("no traffic through %s (frontend rx %.3f/%.3f Mpps); logs in %s.%d", sw, r.Port0Mpps, r.Port1Mpps, dir, attempt)
+						}
+						if err == nil || ctx.Err() != nil {
+							break
+						}
+						log.WithError(err).WithField("attempt", attempt).Warn("run failed")
+						ovs.close()
+						ovs = nil
 					}
 					if err != nil {
 						if ctx.Err() != nil {
