@@ -23,6 +23,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/vswitch/vswitch/api"
 	"github.com/vswitch/vswitch/internal/testutil"
 )
 
@@ -268,7 +269,8 @@ func (o *Options) runOne(ctx context.Context, sw, ring string, frame int, dir st
 		return Run{}, err
 	}
 	sockA, sockB := filepath.Join(dir, "A.sock"), filepath.Join(dir, "B.sock")
-	server := false // the frontend listens (OVS connects as dpdkvhostuserclient)
+	server := false        // the frontend listens (OVS connects as dpdkvhostuserclient)
+	var ready func() error // waits until the switch has both ports up
 	switch sw {
 	case Vswitchd, VswitchdXC:
 		mode := "learning"
@@ -290,6 +292,12 @@ ports:
 		if err := waitSockets(ctx, 10*time.Second, sockA, sockB); err != nil {
 			return Run{}, fmt.Errorf("vswitchd: %w\n%s", err, tailLines(v.Log(), 20))
 		}
+		ready = func() error {
+			return waitFor(ctx, 30*time.Second, "vswitchd ports vm1 and vm2 running", func() bool {
+				m, err := v.Ports()
+				return err == nil && m["vm1"].State == api.StateRunning && m["vm2"].State == api.StateRunning
+			})
+		}
 	case Testpmd:
 		be, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
 			Name: "backend", MainLcore: 1, Dir: dir,
@@ -303,6 +311,11 @@ ports:
 		defer be.Stop()
 		if err := waitSockets(ctx, 20*time.Second, sockA, sockB); err != nil {
 			return Run{}, fmt.Errorf("testpmd net_vhost backend: %w\n%s", err, tailLines(be.Log(), 20))
+		}
+		ready = func() error {
+			return waitFor(ctx, 30*time.Second, "testpmd net_vhost ports ready", func() bool {
+				return testutil.CountLines(be.Log(), "virtio is now ready for processing") >= 2
+			})
 		}
 	case OVSNormal, OVSXC:
 		server = true
@@ -325,13 +338,43 @@ ports:
 		}
 		os.Remove(sockA) // the frontend binds them again
 		os.Remove(sockB)
+		peer := *ovs
+		ready = func() error {
+			return waitFor(ctx, 30*time.Second, "OVS ports vu0 and vu1 up", func() bool {
+				for _, port := range []string{"vu0", "vu1"} {
+					out, err := peer.Vsctl("get", "Interface", port, "link_state")
+					if err != nil || strings.TrimSpace(out) != "up" {
+						return false
+					}
+				}
+				return true
+			})
+		}
 	}
-	return o.frontend(ctx, dir, sockA, sockB, ring, frame, server)
+	return o.frontend(ctx, dir, sockA, sockB, ring, frame, server, ready)
+}
+
+// waitFor polls cond every 100 ms.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 // frontend runs the mac-forwarding testpmd on CPU 1 until the window is
-// covered and returns its receive rates.
-func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, frame int, server bool) (Run, error) {
+// covered and returns its receive rates. It runs interactively: the loop is
+// primed (start tx_first) only once ready says the switch has both ports up,
+// because a burst sent before that is lost and its direction never starts;
+// "show port stats all" every 2 s then gives the blocks --stats-period would.
+func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, frame int, server bool, ready func() error) (Run, error) {
 	extra := ""
 	if server {
 		extra += ",server=1"
@@ -340,18 +383,24 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 		extra += ",packed_vq=1"
 	}
 	fe, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
-		Name: "frontend", MainLcore: 0, Dir: dir,
+		Name: "frontend", MainLcore: 0, Dir: dir, Interactive: true,
 		Vdevs: []string{
 			"net_virtio_user0,path=" + sockA + ",queues=1,mac=" + macA + extra,
 			"net_virtio_user1,path=" + sockB + ",queues=1,mac=" + macB + extra,
 		},
 		Args: []string{"--nb-cores=1", "--forward-mode=mac", "--eth-peer=0," + macB, "--eth-peer=1," + macA,
-			"--tx-first", "--burst=64", fmt.Sprintf("--txpkts=%d", frame), "--total-num-mbufs=32768"},
+			"--burst=64", fmt.Sprintf("--txpkts=%d", frame), "--total-num-mbufs=32768"},
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("testpmd frontend did not start: %w", err)
 	}
 	defer fe.Close()
+	if err := ready(); err != nil {
+		return Run{}, fmt.Errorf("%w\nfrontend log:\n%s", err, tailLines(fe.Log(), 20))
+	}
+	if err := fe.Send("start tx_first"); err != nil {
+		return Run{}, err
+	}
 	deadline := time.Now().Add(time.Duration(o.Secs*float64(time.Second)) + time.Duration(o.Skip+4)*3*time.Second + 10*time.Second)
 	var r Run
 	for {
@@ -359,7 +408,7 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 		case <-ctx.Done():
 			fe.Stop()
 			return r, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(2 * time.Second):
 		}
 		if m := fe.MemFailure(); m != "" {
 			return r, fmt.Errorf("frontend virtio_user memory failure: %s", m)
@@ -367,6 +416,10 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 		if fe.Exited() {
 			return r, fmt.Errorf("frontend exited early:\n%s", tailLines(fe.Log(), 20))
 		}
+		if err := fe.Send("show port stats all"); err != nil {
+			return r, err
+		}
+		time.Sleep(100 * time.Millisecond) // the answer reaches the log
 		log := fe.Log()
 		rx0, _, c0 := testutil.TestpmdWindow(log, 0, o.Skip, o.Secs)
 		rx1, _, c1 := testutil.TestpmdWindow(log, 1, o.Skip, o.Secs)
@@ -376,8 +429,8 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 		}
 		if time.Now().After(deadline) {
 			fe.Stop()
-			// On a loaded machine testpmd prints its stats late; most of
-			// the window is still a measurement.
+			// On a loaded machine testpmd answers late; most of the window
+			// is still a measurement.
 			if c0 >= o.Secs*0.8 && c1 >= o.Secs*0.8 {
 				o.Log.WithFields(logrus.Fields{"covered0": c0, "covered1": c1}).Info("window cut short by late testpmd stats")
 				return r, nil
@@ -385,6 +438,8 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 			return r, fmt.Errorf("no %.0f s of traffic within the time allowed (covered %.1f/%.1f s); log %s", o.Secs, c0, c1, fe.LogPath)
 		}
 	}
+	fe.Send("stop")
+	fe.Send("quit")
 	if _, err := fe.Stop(); err != nil {
 		o.Log.WithError(err).Debug("frontend stop")
 	}

@@ -181,12 +181,20 @@ func (p *Testpmd) MemFailure() string { return memFailure(p.Log()) }
 // Cmd types one command at an interactive testpmd's prompt.
 func (p *Testpmd) Cmd(t testing.TB, line string) {
 	t.Helper()
+	if err := p.Send(line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Send is Cmd without a test.
+func (p *Testpmd) Send(line string) error {
 	if p.stdin == nil {
-		t.Fatalf("testpmd %s: Cmd needs TestpmdOptions.Interactive", p.Name)
+		return fmt.Errorf("testpmd %s: commands need TestpmdOptions.Interactive", p.Name)
 	}
 	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
-		t.Fatalf("testpmd %s: %q: %v", p.Name, line, err)
+		return fmt.Errorf("testpmd %s: %q: %w", p.Name, line, err)
 	}
+	return nil
 }
 
 // Pid returns the process id.
