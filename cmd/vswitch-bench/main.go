@@ -69,7 +69,10 @@ func main() {
 	} else {
 		os.RemoveAll(dir)
 	}
-	if rep != nil && len(rep.Points) > 0 && err == nil {
+	if rep != nil && len(rep.Points) > 0 && (err == nil || ctx.Err() != nil) {
+		if err != nil {
+			fmt.Println("interrupted: the table holds the runs completed so far")
+		}
 		fmt.Print(rep.Table())
 		if e := os.MkdirAll(*out, 0o755); e != nil {
 			log.Fatal(e)

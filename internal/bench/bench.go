@@ -116,6 +116,11 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 	}
 	var ovs *ovsPeer // kept across consecutive OVS runs of a round
 	defer func() { ovs.close() }()
+	defer func() { // also on an interrupt: the runs so far make a table
+		for _, p := range rep.Points {
+			p.summarize()
+		}
+	}()
 	for _, ring := range o.Rings {
 		for _, frame := range o.Frames {
 			for run := 1; run <= o.Runs; run++ {
@@ -164,9 +169,6 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 				}
 			}
 		}
-	}
-	for _, p := range rep.Points {
-		p.summarize()
 	}
 	return rep, nil
 }
