@@ -63,13 +63,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	rep, err := bench.Bench(ctx, o)
+	interrupted := ctx.Err() != nil // before stop, which cancels ctx
 	stop()
 	if *keep {
 		log.WithField("dir", dir).Info("kept the scratch directory")
 	} else {
 		os.RemoveAll(dir)
 	}
-	if rep != nil && len(rep.Points) > 0 && (err == nil || ctx.Err() != nil) {
+	if rep != nil && len(rep.Points) > 0 && (err == nil || interrupted) {
 		if err != nil {
 			fmt.Println("interrupted: the table holds the runs completed so far")
 		}
