@@ -10,7 +10,7 @@ PEER_PKGS := ./tests/... ./internal/testutil/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v -e /tests -e /internal/testutil)
 export CGO_ENABLED := 0
 
-.PHONY: all build run test deps check unit race fuzz peers bench clean
+.PHONY: all build run test deps check unit race fuzz peers bench microbench clean
 
 all: build
 
@@ -48,7 +48,16 @@ fuzz:
 peers:
 	$(GO) test -p 1 -count=1 -timeout 20m -v $(PEER_PKGS)
 
-bench:
+# The peer benchmark (cmd/vswitch-bench): vswitchd vs OVS-DPDK vs testpmd
+# net_vhost in the learned-unicast loop; prints the table, writes
+# bench-results/bench.json and bench.png. BENCH_FLAGS passes flags
+# (e.g. BENCH_FLAGS="-runs 5 -frames 64"). Needs root.
+BENCH_FLAGS ?=
+bench: build
+	$(BIN)/vswitch-bench -vswitchd $(BIN)/vswitchd -out bench-results $(BENCH_FLAGS)
+
+# Per-stage microbenchmarks (ring dequeue/enqueue, FDB, guest to guest).
+microbench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 
 clean:

@@ -47,6 +47,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: trunk, tag: 3}", "ports[0].tag"},
 		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: native-tagged}", "ports[0].tag"},
 		{"bridges: [{name: br0}]\nports:\n  - {name: vm1, type: vhostuser, bridge: br0, socket: a, vlan_mode: hybrid}", "ports[0].vlan_mode"},
+		{"bridges: [{name: br0, mode: hub}]", "bridges[0].mode"},
+		{"bridges: [{name: x0, mode: xconnect}]\nports:\n  - {name: a, type: vhostuser, bridge: x0, socket: a}\n" +
+			"  - {name: b, type: vhostuser, bridge: x0, socket: b}\n  - {name: c, type: vhostuser, bridge: x0, socket: c}", "bridges[0].mode"},
 	}
 	ok := "bridges: [{name: br0, fdb_max: 100}]\nports:\n" +
 		"  - {name: a, type: afxdp, bridge: br0, device: veth-a, tag: 10}\n" +
@@ -61,6 +64,20 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		_, err := Load([]byte(tc.yaml), "/tmp/vs")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: error %v, want one naming %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// A cross-connect with its two ports is valid, and so is one still being
+// filled port by port through the API.
+func TestXconnectConfig(t *testing.T) {
+	for _, y := range []string{
+		"bridges: [{name: x0, mode: xconnect}]\nports:\n  - {name: a, type: vhostuser, bridge: x0, socket: a}\n  - {name: b, type: vhostuser, bridge: x0, socket: b}",
+		"bridges: [{name: x0, mode: xconnect}]",
+		"bridges: [{name: br0, mode: learning}]",
+	} {
+		if _, err := Load([]byte(y), "/tmp/vs"); err != nil {
+			t.Errorf("config %q: %v", y, err)
 		}
 	}
 }

@@ -103,9 +103,13 @@ type VhostUserConfig struct {
 	SocketMode  string `mapstructure:"socket_mode" json:"socket_mode,omitempty"`   // octal; default 0660
 }
 
-// BridgeConfig declares an L2 learning bridge.
+// BridgeConfig declares a bridge.
 type BridgeConfig struct {
-	Name         string `mapstructure:"name" json:"name"`
+	Name string `mapstructure:"name" json:"name"`
+	// Mode is "learning" (an L2 learning bridge; empty means that) or
+	// "xconnect": every packet from one of its two ports goes to the
+	// other, with no MAC lookup (VPP "l2 xconnect").
+	Mode         string `mapstructure:"mode" json:"mode,omitempty"`
 	MACTableSize int    `mapstructure:"mac_table_size" json:"mac_table_size,omitempty"`
 	MACAging     int    `mapstructure:"mac_aging" json:"mac_aging,omitempty"` // seconds
 	// FDBMax bounds the learned (VLAN, MAC) entries; learning more is
@@ -162,6 +166,12 @@ const (
 	VLANTrunk          = "trunk"
 	VLANNativeTagged   = "native-tagged"
 	VLANNativeUntagged = "native-untagged"
+)
+
+// Bridge modes.
+const (
+	BridgeLearning = "learning"
+	BridgeXconnect = "xconnect"
 )
 
 // Port types and modes.
@@ -298,6 +308,23 @@ func (c *Config) Validate() error {
 		}
 		if b.FDBMax < 0 || b.FDBMax > 1<<22 {
 			bad(f+".fdb_max", "%d is not in 0..%d", b.FDBMax, 1<<22)
+		}
+		switch b.Mode {
+		case "", BridgeLearning:
+		case BridgeXconnect:
+			// Fewer than 2 ports is a bridge being filled through the
+			// API, port by port; it forwards nothing until both are in.
+			var n int
+			for _, p := range c.Ports {
+				if p.Bridge == b.Name {
+					n++
+				}
+			}
+			if n > 2 {
+				bad(f+".mode", "xconnect bridge %q has %d ports; it connects exactly 2", b.Name, n)
+			}
+		default:
+			bad(f+".mode", "%q is not %s or %s", b.Mode, BridgeLearning, BridgeXconnect)
 		}
 	}
 	ports, sockets, devices := map[string]bool{}, map[string]string{}, map[string]string{}

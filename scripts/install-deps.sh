@@ -11,10 +11,14 @@ set -euo pipefail
 # guest kernel and initramfs. tcpdump/ethtool/iproute2: debugging and netns tests.
 # python3-neutron/-nova/-os-vif (+ oslotest, placement, wsgi-intercept for their test trees),
 # python3-pytest, libvirt: the OpenStack integration in openstack/ (see its tests).
-PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev"
+# openvswitch-switch-dpdk: OVS-DPDK, a peer of the benchmark (cmd/vswitch-bench), which runs its
+# own ovsdb-server and ovs-vswitchd under a private run directory (the system service stays off).
+PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev openvswitch-switch-dpdk"
 PKGS="$PKGS python3-neutron python3-nova python3-os-vif python3-oslotest python3-placement python3-wsgi-intercept python3-pytest"
 PKGS="$PKGS libvirt-daemon-system libvirt-clients python3-libvirt"
-MIN_HUGEPAGES=${MIN_HUGEPAGES:-512} # 2 MiB pages: a few testpmd -m 256 processes
+# 2 MiB pages: a few testpmd -m 256 processes, plus OVS-DPDK's dpdk-socket-mem in the benchmark.
+MIN_HUGEPAGES=${MIN_HUGEPAGES:-1536}
+OVS_DPDK_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 HUGE_MNT=/dev/hugepages
 
 missing_pkgs=""
@@ -49,6 +53,22 @@ if [ -n "$missing_pkgs" ]; then
 	echo "install-deps: apt-get install $missing_pkgs"
 	# Everything the tests use is in Depends (seabios/ipxe-qemu for QEMU, the PMDs via libdpdk-dev).
 	apt-get install -y -qq --no-install-recommends $missing_pkgs >/dev/null
+fi
+
+# The DPDK build of ovs-vswitchd; the default alternative is the kernel-datapath one.
+if [ -x "$OVS_DPDK_VSWITCHD" ] && [ "$(readlink -f /etc/alternatives/ovs-vswitchd 2>/dev/null)" != "$OVS_DPDK_VSWITCHD" ]; then
+	update-alternatives --set ovs-vswitchd "$OVS_DPDK_VSWITCHD" >/dev/null
+	echo "install-deps: ovs-vswitchd alternative -> $OVS_DPDK_VSWITCHD"
+fi
+# The package starts the system openvswitch-switch service where an init system runs; it would
+# take hugepages and the CPUs the benchmark pins. Stop it and keep it from starting at boot.
+if [ -e /var/run/openvswitch/ovsdb-server.pid ] || [ -e /var/run/openvswitch/ovs-vswitchd.pid ]; then
+	/usr/share/openvswitch/scripts/ovs-ctl stop >/dev/null 2>&1 || true
+	echo "install-deps: stopped the system openvswitch-switch service"
+fi
+if [ -e /etc/init.d/openvswitch-switch ] && ls /etc/rc[2-5].d/S*openvswitch-switch >/dev/null 2>&1; then
+	update-rc.d openvswitch-switch disable >/dev/null 2>&1 || true
+	echo "install-deps: disabled the openvswitch-switch service at boot"
 fi
 
 if [ "$nr" -lt "$MIN_HUGEPAGES" ]; then

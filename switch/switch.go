@@ -39,13 +39,17 @@ type PortInfo struct {
 	Port     Port
 }
 
-// Bridge is an L2 learning bridge.
+// Bridge is an L2 learning bridge, or a cross-connect of two ports.
 type Bridge struct {
 	Name    string
 	FDB     *FDB
 	MaxAge  uint32 // seconds an FDB entry lives without traffic
 	members []uint16
 	rifs    []*rif // router interfaces on the bridge's VLANs
+	// Xconnect sends every packet from one member to the other, with no
+	// FDB lookup, learning or filtering (VPP "l2 xconnect"). It has at
+	// most 2 members.
+	Xconnect bool
 }
 
 // config is the immutable snapshot workers run on; the control plane
@@ -71,7 +75,8 @@ type PortOptions struct {
 
 // BridgeOptions are a bridge's optional settings.
 type BridgeOptions struct {
-	FDBMax int // learned entries allowed; more are refused and counted (0: no limit)
+	FDBMax   int  // learned entries allowed; more are refused and counted (0: no limit)
+	Xconnect bool // a cross-connect of two ports (see Bridge)
 }
 
 // Options configure a switch.
@@ -237,7 +242,8 @@ func (s *Switch) Quiesce() {
 	}
 }
 
-// AddBridge creates a bridge.
+// AddBridge creates a bridge: a learning one, or a cross-connect of two
+// ports with opts Xconnect.
 func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration, opts ...BridgeOptions) error {
 	var o BridgeOptions
 	if len(opts) > 0 {
@@ -255,7 +261,7 @@ func (s *Switch) AddBridge(name string, fdbSize int, maxAge time.Duration, opts 
 	if maxAge <= 0 {
 		maxAge = 300 * time.Second
 	}
-	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize, o.FDBMax), MaxAge: uint32(maxAge / time.Second)}
+	c.bridges[name] = &Bridge{Name: name, FDB: NewFDB(fdbSize, o.FDBMax), MaxAge: uint32(maxAge / time.Second), Xconnect: o.Xconnect}
 	s.publish(c)
 	return nil
 }
@@ -279,6 +285,9 @@ func (s *Switch) AddPort(name, typ, bridge string, p Port, opts ...PortOptions) 
 	br, ok := c.bridges[bridge]
 	if !ok {
 		return nil, fmt.Errorf("port %q: %w %q", name, ErrNoBridge, bridge)
+	}
+	if br.Xconnect && len(br.members) >= 2 {
+		return nil, fmt.Errorf("port %q: cross-connect bridge %q already has 2 ports", name, bridge)
 	}
 	id := -1
 	for i := range c.ports {

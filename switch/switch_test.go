@@ -35,30 +35,36 @@ func newRig(t testing.TB, n int) *rig {
 
 func newRigOpts(t testing.TB, n int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
-	return newRigFull(t, make([]vswitch.PortOptions, n), 1, feOpts)
+	return newRigFull(t, make([]vswitch.PortOptions, n), 1, feOpts, false)
+}
+
+// newRigMode is newRigOpts with br0 a cross-connect when xconnect is set.
+func newRigMode(t testing.TB, n int, feOpts vhostusertest.Options, xconnect bool) *rig {
+	t.Helper()
+	return newRigFull(t, make([]vswitch.PortOptions, n), 1, feOpts, xconnect)
 }
 
 // newRigPorts is newRigOpts with each port's options.
 func newRigPorts(t testing.TB, popts []vswitch.PortOptions, feOpts vhostusertest.Options) *rig {
 	t.Helper()
-	return newRigFull(t, popts, 1, feOpts)
+	return newRigFull(t, popts, 1, feOpts, false)
 }
 
 // newRigWorkers is newRigOpts with workers manual workers; each port has
 // feOpts.QueuePairs queue pairs.
 func newRigWorkers(t testing.TB, n, workers int, feOpts vhostusertest.Options) *rig {
 	t.Helper()
-	return newRigFull(t, make([]vswitch.PortOptions, n), workers, feOpts)
+	return newRigFull(t, make([]vswitch.PortOptions, n), workers, feOpts, false)
 }
 
-func newRigFull(t testing.TB, popts []vswitch.PortOptions, workers int, feOpts vhostusertest.Options) *rig {
+func newRigFull(t testing.TB, popts []vswitch.PortOptions, workers int, feOpts vhostusertest.Options, xconnect bool) *rig {
 	t.Helper()
 	n := len(popts)
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	sw := vswitch.New(vswitch.Options{Manual: true, Workers: workers, Log: logrus.NewEntry(log)})
 	t.Cleanup(sw.Close)
-	if err := sw.AddBridge("br0", 1024, time.Minute); err != nil {
+	if err := sw.AddBridge("br0", 1024, time.Minute, vswitch.BridgeOptions{Xconnect: xconnect}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -471,11 +477,29 @@ func BenchmarkGuestToGuestPacked(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
 }
 
+// BenchmarkGuestToGuestXconnect is BenchmarkGuestToGuest through a
+// cross-connect bridge: no FDB learning or lookup.
+func BenchmarkGuestToGuestXconnect(b *testing.B) {
+	r := newRigMode(b, 2, vhostusertest.Options{}, true)
+	l := newLoop(b, r, vswitch.BatchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.step()
+	}
+	b.StopTimer()
+	if l.forwarded < b.N {
+		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+}
+
 func BenchmarkFDBLookup(b *testing.B) {
 	f := vswitch.NewFDB(8192, 0)
 	for i := 0; i < 1000; i++ {
 		f.Learn(10, uint64(0x525400000000+i), uint16(i%16), 1)
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, ok := f.Lookup(10, uint64(0x525400000000+i%1000)); !ok {

@@ -211,6 +211,10 @@ func (w *Worker) rebuild(c *config) {
 
 // forward runs the pipeline stages over b and transmits per output port.
 func (w *Worker) forward(in *portEntry, b *Batch) {
+	if br := in.bridge; br.Xconnect {
+		w.xconnect(in, br, b)
+		return
+	}
 	p := &w.pipe
 	c := w.cfg
 	now := w.sw.clock.Load()
@@ -249,4 +253,31 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	}
 	w.curOut = nil
 	p.nouch = 0
+}
+
+// identity selects every packet of a batch, in order.
+var identity = func() (s [BatchSize]uint16) {
+	for i := range s {
+		s[i] = uint16(i)
+	}
+	return s
+}()
+
+// xconnect sends the whole batch to the bridge's other member.
+func (w *Worker) xconnect(in *portEntry, br *Bridge, b *Batch) {
+	var peer *portEntry
+	if m := br.members; len(m) == 2 {
+		id := m[0]
+		if id == in.ID {
+			id = m[1]
+		}
+		peer = w.cfg.ports[id]
+	}
+	if peer == nil {
+		in.Counters.Drops[DropNoOutput].Add(uint64(b.N))
+		return
+	}
+	w.curOut = peer
+	peer.Port.Transmit(w, b, identity[:b.N], peer.Counters)
+	w.curOut = nil
 }

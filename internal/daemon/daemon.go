@@ -103,7 +103,7 @@ func (d *Daemon) do(a api.Action) error {
 		return d.Switch.RemoveBridge(a.Name)
 	case a.Kind == api.KindBridge && a.Op == api.OpAdd:
 		return d.Switch.AddBridge(a.Name, a.Bridge.MACTableSize, time.Duration(a.Bridge.MACAging)*time.Second,
-			vswitch.BridgeOptions{FDBMax: a.Bridge.FDBMax})
+			vswitch.BridgeOptions{FDBMax: a.Bridge.FDBMax, Xconnect: a.Bridge.Mode == api.BridgeXconnect})
 	case a.Kind == api.KindRouter && a.Op == api.OpRemove:
 		return d.Switch.RemoveRouter(a.Name)
 	case a.Kind == api.KindRouter && a.Op == api.OpAdd:

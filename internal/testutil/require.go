@@ -71,6 +71,9 @@ func RequireHugepages(t testing.TB, n int) {
 	Require(t, hugetlbfsMounted(), "no hugetlbfs mounted (mount -t hugetlbfs nodev /dev/hugepages)")
 }
 
+// FreeHugepages is HugePages_Free of /proc/meminfo.
+func FreeHugepages() int { return meminfo("HugePages_Free") }
+
 // meminfo returns a numeric field of /proc/meminfo, or 0.
 func meminfo(key string) int {
 	f, err := os.Open("/proc/meminfo")

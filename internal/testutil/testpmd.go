@@ -69,11 +69,31 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	if !o.NoHuge {
 		RequireHugepages(t, 128) // -m 256 of 2 MiB pages
 	}
+	if o.Dir == "" {
+		o.Dir = ShortTempDir(t)
+	}
+	p, err := LaunchTestpmd(bin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("testpmd %s: pid %d, log %s", p.Name, p.cmd.Process.Pid, p.LogPath)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testpmd %s log tail:\n%s", p.Name, tail(p.Log(), 30))
+		}
+		p.Close()
+	})
+	return p
+}
+
+// LaunchTestpmd is StartTestpmd without a test: bin is the dpdk-testpmd
+// binary and o.Dir must be set. The caller owns the process and calls Close.
+func LaunchTestpmd(bin string, o TestpmdOptions) (*Testpmd, error) {
 	if o.Name == "" {
 		o.Name = "testpmd"
 	}
 	if o.Dir == "" {
-		o.Dir = ShortTempDir(t)
+		return nil, fmt.Errorf("testpmd %s: no log directory", o.Name)
 	}
 	p := &Testpmd{Name: o.Name, LogPath: filepath.Join(o.Dir, o.Name+".log")}
 
@@ -116,7 +136,7 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 
 	logf, err := os.Create(p.LogPath)
 	if err != nil {
-		t.Fatalf("testpmd %s: %v", o.Name, err)
+		return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 	}
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
@@ -129,40 +149,52 @@ func StartTestpmd(t testing.TB, o TestpmdOptions) *Testpmd {
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null unless Interactive
 	if o.Interactive {
 		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-			t.Fatalf("testpmd %s: %v", o.Name, err)
+			return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 		}
 	}
 	if err := p.startProc(p.cmd); err != nil {
-		t.Fatalf("testpmd %s: %v", o.Name, err)
+		return nil, fmt.Errorf("testpmd %s: %w", o.Name, err)
 	}
-	t.Logf("testpmd %s: pid %d, log %s", o.Name, p.cmd.Process.Pid, p.LogPath)
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("testpmd %s log tail:\n%s", p.Name, tail(p.Log(), 30))
-		}
-		if p.prefix != "" {
-			// --no-huge (without --in-memory) leaves its runtime dir behind (G8).
-			for _, d := range []string{"/var/run/dpdk", os.Getenv("XDG_RUNTIME_DIR") + "/dpdk", "/tmp/dpdk"} {
-				os.RemoveAll(filepath.Join(d, p.prefix))
-			}
-		}
-	})
-	return p
+	return p, nil
 }
+
+// Close kills the process if it still runs and removes its runtime dir.
+func (p *Testpmd) Close() {
+	if !p.exited() {
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	if p.prefix != "" {
+		// --no-huge (without --in-memory) leaves its runtime dir behind (G8).
+		for _, d := range []string{"/var/run/dpdk", os.Getenv("XDG_RUNTIME_DIR") + "/dpdk", "/tmp/dpdk"} {
+			os.RemoveAll(filepath.Join(d, p.prefix))
+		}
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Testpmd) Exited() bool { return p.exited() }
+
+// MemFailure returns the log line of a virtio_user memory failure, or "".
+func (p *Testpmd) MemFailure() string { return memFailure(p.Log()) }
 
 // Cmd types one command at an interactive testpmd's prompt.
 func (p *Testpmd) Cmd(t testing.TB, line string) {
 	t.Helper()
+	if err := p.Send(line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Send is Cmd without a test.
+func (p *Testpmd) Send(line string) error {
 	if p.stdin == nil {
-		t.Fatalf("testpmd %s: Cmd needs TestpmdOptions.Interactive", p.Name)
+		return fmt.Errorf("testpmd %s: commands need TestpmdOptions.Interactive", p.Name)
 	}
 	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
-		t.Fatalf("testpmd %s: %q: %v", p.Name, line, err)
+		return fmt.Errorf("testpmd %s: %q: %w", p.Name, line, err)
 	}
+	return nil
 }
 
 // Pid returns the process id.
@@ -299,6 +331,13 @@ var (
 // idle blocks and then skip warm-up blocks are dropped; blocks are summed until secs
 // seconds are covered (secs <= 0: all).
 func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps float64) {
+	rxMpps, txMpps, _ = TestpmdWindow(log, port, skip, secs)
+	return rxMpps, txMpps
+}
+
+// TestpmdWindow is TestpmdRate that also returns how many seconds the
+// rates cover, so a caller can stop testpmd once the window is full.
+func TestpmdWindow(log string, port int, skip int, secs float64) (rxMpps, txMpps, covered float64) {
 	if secs <= 0 {
 		secs = 1e18
 	}
@@ -365,7 +404,6 @@ func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps f
 		}
 	}
 	var rx, tx uint64
-	var covered float64
 	var n int
 	for i := first + skip; i < len(rows); i++ {
 		r := rows[i]
@@ -381,7 +419,7 @@ func TestpmdRate(log string, port int, skip int, secs float64) (rxMpps, txMpps f
 		n++
 	}
 	if covered == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return float64(rx) / covered / 1e6, float64(tx) / covered / 1e6
+	return float64(rx) / covered / 1e6, float64(tx) / covered / 1e6, covered
 }

@@ -61,6 +61,7 @@ type Vswitchd struct {
 	LogPath  string
 	API      string // API socket path
 	Config   string // the --config file
+	bin      string
 	proc
 	client *http.Client
 }
@@ -73,20 +74,10 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 	if dir == "" {
 		dir = ShortTempDir(t)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	v, err := newVswitchd(VswitchdBinary(t), dir, yaml)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "vswitchd.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	v := &Vswitchd{Dir: dir, StateDir: filepath.Join(dir, "state"), Config: cfg,
-		LogPath: filepath.Join(dir, "vswitchd.log"), API: filepath.Join(dir, "api.sock")}
-	v.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", v.API)
-		}}}
 	t.Cleanup(func() {
 		v.Stop()
 		if t.Failed() {
@@ -95,6 +86,38 @@ func StartVswitchd(t testing.TB, dir, yaml string) *Vswitchd {
 	})
 	v.start(t)
 	return v
+}
+
+// LaunchVswitchd is StartVswitchd without a test: bin is the vswitchd
+// binary, dir must be set, and the caller calls Stop.
+func LaunchVswitchd(bin, dir, yaml string) (*Vswitchd, error) {
+	v, err := newVswitchd(bin, dir, yaml)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.launch(); err != nil {
+		v.Stop()
+		return nil, err
+	}
+	return v, nil
+}
+
+func newVswitchd(bin, dir, yaml string) (*Vswitchd, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "vswitchd.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	v := &Vswitchd{Dir: dir, StateDir: filepath.Join(dir, "state"), Config: cfg, bin: bin,
+		LogPath: filepath.Join(dir, "vswitchd.log"), API: filepath.Join(dir, "api.sock")}
+	v.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", v.API)
+		}}}
+	return v, nil
 }
 
 // Restart starts vswitchd again with the same directories and flags after
@@ -107,29 +130,36 @@ func (v *Vswitchd) Restart(t testing.TB) {
 
 func (v *Vswitchd) start(t testing.TB) {
 	t.Helper()
-	bin := VswitchdBinary(t)
+	if err := v.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// launch starts the process and waits until the API answers.
+func (v *Vswitchd) launch() error {
 	logf, err := os.OpenFile(v.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	v.cmd = exec.Command(bin, "--config", v.Config, "--run-dir", v.Dir, "--state-dir", v.StateDir, "--log-level", "debug")
+	v.cmd = exec.Command(v.bin, "--config", v.Config, "--run-dir", v.Dir, "--state-dir", v.StateDir, "--log-level", "debug")
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	if err := v.startProc(v.cmd); err != nil {
-		t.Fatal(err)
-	}
+	err = v.startProc(v.cmd)
 	logf.Close()
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := v.Ports(); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-v.done:
-			t.Fatalf("vswitchd exited at start:\n%s", v.Log())
+			return fmt.Errorf("vswitchd exited at start:\n%s", v.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vswitchd API did not answer within 15s:\n%s", v.Log())
+			return fmt.Errorf("vswitchd API did not answer within 15s:\n%s", v.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
