@@ -347,7 +347,9 @@ func stageNAT(p *pipe, w *Worker, in *portEntry, b *Batch, now uint32) {
 			res[k].Admit = true
 		}
 		w.ctw.Commit(fp.frames[:fp.n], fs, res, r.nat, now)
+		flipPartialCsums(b, fp)
 		w.ctw.Translate(fp.frames[:fp.n], fs, res)
+		flipPartialCsums(b, fp)
 		for k := range res {
 			i := fp.idx[k]
 			if why := res[k].Reason; why != nat.ReasonNone {
@@ -389,4 +391,22 @@ func (ri *rif) answers(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// flipPartialCsums complements the transport checksum field of packets
+// whose sender left the checksum to be finished (NEEDS_CSUM): that field
+// holds the pseudo-header sum, not its complement, so NAT's incremental
+// update (RFC 1624, for a complemented checksum) is right only between two
+// flips.
+func flipPartialCsums(b *Batch, fp *fpipe) {
+	for k := 0; k < fp.n; k++ {
+		m := &b.Pkts[fp.idx[k]].Offload
+		if m.Flags&offload.FlagNeedsCsum == 0 {
+			continue
+		}
+		f := fp.frames[k]
+		if at := int(m.CsumStart) + int(m.CsumOffset); at+2 <= len(f) {
+			f[at], f[at+1] = ^f[at], ^f[at+1]
+		}
+	}
 }
