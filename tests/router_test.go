@@ -35,7 +35,8 @@ func ping(h *afxdptest.Host, ip string, count int) error {
 }
 
 // TestRouterBetweenVLANs: hosts A (VLAN 10) and B (VLAN 20) behind AF_XDP
-// access ports talk through router r1: ping and TCP, IPv4 and IPv6. Host
+// access ports talk through router r1: ping and TCP, IPv4 and IPv6, and
+// ping the router's own addresses. Host
 // C on VLAN 30 has no router interface: A's traffic to it is dropped.
 func TestRouterBetweenVLANs(t *testing.T) {
 	afxdpPrereqs(t)
@@ -68,6 +69,16 @@ routers:
 	}
 	if err := ping(b, "10.10.0.2", 3); err != nil {
 		t.Fatal(err)
+	}
+	// The router answers pings to its own addresses, near and far side,
+	// including a payload longer than the head copy.
+	for _, ip := range []string{"10.10.0.1", "10.20.0.1", "fd10::1", "fd20::1"} {
+		if err := ping(a, ip, 3); err != nil {
+			t.Fatalf("%v\n%s", err, sw.Log())
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", a.NS, "busybox", "ping", "-c", "2", "-W", "2", "-s", "1000", "10.10.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("large ping of the router: %v\n%s", err, out)
 	}
 	d := afxdptest.TCPExchange(t, b.NS, a.NS, "10.20.0.2:5001", 4<<20, 1, 60*time.Second)
 	t.Logf("IPv4 routed between VLANs: 4 MiB each way in %v", d)
