@@ -152,8 +152,8 @@ func arpIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	r.SetSender(mine, tpa.As4())
 	r.SetTarget(sha, spa.As4())
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, 60, 60, 0
-	if p.trace != nil {
-		p.trace.add("arp", "reply for "+tpa.String()+" to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("arp").s("reply for ").ip(tpa).s(" to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
 	return false
@@ -215,8 +215,8 @@ func ndIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i int
 	header.PutMAC48(c[26:32], ri.mac)
 	icmp6Checksum(o[14:], c)
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, n, n, 0
-	if p.trace != nil {
-		p.trace.add("nd", "advertisement for "+tgt.String()+" to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("nd").s("advertisement for ").ip(tgt).s(" to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
 	return false
@@ -317,8 +317,8 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 			return false
 		}
 		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, out.br, out.vlan, 0
-		if p.trace != nil {
-			p.trace.add("route", "resolving next hop on "+out.name)
+		if t := p.tr(i); t != nil {
+			t.at("route").s("resolving next hop on ").s(out.name)
 		}
 		return true
 	}
@@ -330,8 +330,8 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	header.PutMAC48(h[0:6], e.mac)
 	header.PutMAC48(h[6:12], out.mac)
 	p.routed[i], p.br[i], p.vlan[i] = true, out.br, out.vlan
-	if p.trace != nil {
-		p.trace.add("route", "via "+out.name+" vlan "+itoa(int(out.vlan)))
+	if t := p.tr(i); t != nil {
+		t.at("route").s("via ").s(out.name).s(" vlan ").n(int(out.vlan))
 	}
 	return true
 }
@@ -383,12 +383,12 @@ func echoReply(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, 
 	if pkt.Offload.Flags&offload.FlagNeedsCsum == 0 {
 		c.SetChecksum(header.Update16(c.Checksum(), oldType, binary.BigEndian.Uint16(c[0:2])))
 	}
-	if p.trace != nil {
+	if t := p.tr(i); t != nil {
 		me := netip.AddrFrom16(ph.Dst)
 		if v4 {
 			me = netip.AddrFrom4([4]byte(ph.Dst[:4]))
 		}
-		p.trace.add("route", "echo reply from "+me.String()+" to "+in.Name)
+		t.at("route").s("echo reply from ").ip(me).s(" to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
 }
@@ -509,22 +509,8 @@ func icmpError(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, 
 		ipOut = 14 + 40 + len(c)
 	}
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, max(ipOut, 60), max(ipOut, 60), 0
-	if p.trace != nil {
-		p.trace.add("route", "icmp error to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("route").s("icmp error to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
-}
-
-func itoa(n int) string {
-	var b [8]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
 }

@@ -475,12 +475,27 @@ func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
 
 func (cl *cli) traceCmd() *cobra.Command {
 	var req api.TraceRequest
-	cmd := &cobra.Command{Use: "trace --in-port PORT [header fields]",
-		Short: "Show how the pipeline would handle a packet: each stage's decision and the output ports",
+	var live string
+	var count int
+	var wait time.Duration
+	cmd := &cobra.Command{Use: "trace --in-port PORT [header fields] | --live PORT [--count N]",
+		Short: "Show how the pipeline handles a packet: each stage's decision and the output ports",
+		Long: `With --in-port, trace a packet described by header fields through the
+pipeline without sending it (like ovs-appctl ofproto/trace). With --live,
+capture the next --count packets received on a port as they are forwarded
+(like VPP's trace add), wait until they are in or --wait passes, and print
+them.`,
 		Example: `  vswitchctl trace --in-port a --eth-dst 02:00:00:00:00:02 --ipv4-src 10.10.0.2 --ipv4-dst 10.20.0.2 --ip-proto 6 --l4-dst 80
-  vswitchctl trace --in-port t --vlan 20 --ipv6-src fd20::2 --ipv6-dst fd10::2`,
+  vswitchctl trace --in-port t --vlan 20 --ipv6-src fd20::2 --ipv6-dst fd10::2
+  vswitchctl trace --live a --count 10`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if live != "" {
+				return cl.liveTrace(live, count, wait)
+			}
+			if req.InPort == "" {
+				return usageErr("trace: give --in-port (a described packet) or --live PORT")
+			}
 			body, _ := json.Marshal(req)
 			r, err := cl.c.do("POST", "/v1/trace", body)
 			if err != nil {
@@ -509,8 +524,46 @@ func (cl *cli) traceCmd() *cobra.Command {
 	f.IntVar(&req.TTL, "ttl", 0, "TTL or hop limit (default 64)")
 	f.IntVar(&req.L4Src, "l4-src", 0, "TCP/UDP source port")
 	f.IntVar(&req.L4Dst, "l4-dst", 0, "TCP/UDP destination port")
-	cmd.MarkFlagRequired("in-port")
+	f.StringVar(&live, "live", "", "capture packets received on this port instead")
+	f.IntVar(&count, "count", 10, "with --live: packets to capture (1.."+strconv.Itoa(api.MaxLiveTrace)+")")
+	f.DurationVar(&wait, "wait", 10*time.Second, "with --live: how long to wait for the packets")
 	return cmd
+}
+
+// liveTrace arms a live trace on port, polls until count packets are in
+// or wait passes, and prints what was captured.
+func (cl *cli) liveTrace(port string, count int, wait time.Duration) error {
+	if count < 1 || count > api.MaxLiveTrace {
+		return usageErr("--count: %d is not in 1..%d", count, api.MaxLiveTrace)
+	}
+	path := "/v1/ports/" + url.PathEscape(port) + "/trace"
+	body, _ := json.Marshal(api.LiveTraceRequest{Count: count})
+	if _, err := cl.c.do("POST", path, body); err != nil {
+		return notYet(err, "live trace")
+	}
+	var res api.LiveTrace
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := cl.c.getJSON(path, &res); err != nil {
+			return err
+		}
+		if res.Captured >= count || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if cl.json {
+		return cl.printJSON(res)
+	}
+	fmt.Fprintf(cl.out, "port %s: %d of %d packets captured\n", res.Port, res.Captured, res.Count)
+	for _, r := range res.Records {
+		fmt.Fprintf(cl.out, "\nPacket %d  %s  worker %d queue %d\n  %s\n", r.Seq+1, r.Time.Format("15:04:05.000000"), r.Worker, r.Queue, r.Headers)
+		cl.printTrace(&api.TraceResult{InPort: port, Stages: r.Stages, Outputs: r.Outputs, Dropped: r.Dropped})
+		if r.MoreOutputs > 0 {
+			fmt.Fprintf(cl.out, "  and %d more outputs\n", r.MoreOutputs)
+		}
+	}
+	return nil
 }
 
 // printTrace prints a trace as ovs-appctl ofproto/trace does: stage by
