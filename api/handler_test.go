@@ -372,7 +372,7 @@ func TestOpenAPIInStep(t *testing.T) {
 		"POST /v1/trace":              `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
 		"POST /v1/ports/{name}/trace": `{"count":5}`,
 	}
-	names := map[string]string{"ports": "vm1", "bridges": "br1"}
+	names := map[string]string{"ports": "vm1", "bridges": "br1", "routers": "r1"}
 	seen := 0
 	// GETs first, deletes last, so that each finds its resource.
 	order := []string{"get", "post", "put", "patch", "delete"}

@@ -30,6 +30,7 @@ func (h *handler) routes() []route {
 		rs = append(rs, route{Method: "POST", Path: "/v1/trace", Summary: "Dry-run a described packet through the pipeline: each stage's decision and the output ports",
 			Request: TraceRequest{}, Response: TraceResult{}, Codes: []int{200, 400, 404, 413, 422}, handle: h.postTrace})
 	}
+	rs = append(rs, h.inspectRoutes()...)
 	if h.liveTracer() != nil {
 		rs = append(rs,
 			route{Method: "POST", Path: "/v1/ports/{name}/trace", Summary: "Arm a live trace: capture the next count (1..1000) packets received on the port, replacing any capture there",

@@ -87,7 +87,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	pf.StringVar(&cl.caFile, "cacert", "", "CA certificate (PEM) for an https:// API")
 	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
 	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.configCmd(),
-		cl.missingCmd("route", "routes", "Routes (not in this vswitchd yet)"),
+		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
 		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
 		cl.traceCmd())
 	return root
@@ -470,6 +470,104 @@ func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
 				return cl.printJSON(v)
 			}})
 	}
+	return cmd
+}
+
+func (cl *cli) fdbCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "fdb", Short: "Bridges' learned MAC tables"}
+	cmd.AddCommand(&cobra.Command{Use: "show BRIDGE", Short: "List a bridge's learned MACs", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("bridges"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var es []api.FDBEntry
+			if _, err := cl.c.getJSON("/v1/bridges/"+url.PathEscape(args[0])+"/fdb", &es); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(es)
+			}
+			var rows [][]string
+			for _, e := range es {
+				rows = append(rows, []string{strconv.Itoa(e.VLAN), e.MAC, e.Port, strconv.Itoa(e.Age)})
+			}
+			cl.table("VLAN\tMAC\tPORT\tAGE", rows)
+			return nil
+		}})
+	return cmd
+}
+
+func (cl *cli) routeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "route", Short: "Routers: interfaces and routes (configure them with config apply)"}
+	list := &cobra.Command{Use: "list", Short: "List routers", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var rs []api.RouterStatus
+			if _, err := cl.c.getJSON("/v1/routers", &rs); err != nil {
+				return notYet(err, "routers")
+			}
+			if cl.json {
+				return cl.printJSON(rs)
+			}
+			var rows [][]string
+			for _, r := range rs {
+				var ifs []string
+				for _, i := range r.Interfaces {
+					ifs = append(ifs, i.Name)
+				}
+				rows = append(rows, []string{r.Name, strings.Join(ifs, ","), strconv.Itoa(len(r.Routes))})
+			}
+			cl.table("NAME\tINTERFACES\tROUTES", rows)
+			return nil
+		}}
+	show := &cobra.Command{Use: "show ROUTER", Short: "A router's interfaces and routing table", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("routers"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r api.RouterStatus
+			if _, err := cl.c.getJSON("/v1/routers/"+url.PathEscape(args[0]), &r); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(r)
+			}
+			var rows [][]string
+			for _, i := range r.Interfaces {
+				rows = append(rows, []string{i.Name, i.Bridge, strconv.Itoa(i.VLAN), i.MAC, strings.Join(i.Addresses, ",")})
+			}
+			fmt.Fprintf(cl.out, "router %s\n\n", r.Name)
+			cl.table("INTERFACE\tBRIDGE\tVLAN\tMAC\tADDRESSES", rows)
+			rows = nil
+			for _, rt := range r.Routes {
+				via := rt.Via
+				if via == "" {
+					via = "-"
+				}
+				rows = append(rows, []string{rt.Prefix, rt.Kind, via, rt.Interface})
+			}
+			fmt.Fprintln(cl.out)
+			cl.table("PREFIX\tKIND\tVIA\tINTERFACE", rows)
+			return nil
+		}}
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func (cl *cli) neighCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "neigh", Short: "Routers' neighbour tables (ARP and ND)"}
+	cmd.AddCommand(&cobra.Command{Use: "show ROUTER", Short: "List a router's resolved neighbours", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("routers"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var ns []api.Neighbor
+			if _, err := cl.c.getJSON("/v1/routers/"+url.PathEscape(args[0])+"/neighbors", &ns); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(ns)
+			}
+			var rows [][]string
+			for _, n := range ns {
+				rows = append(rows, []string{n.IP, n.MAC, n.Interface, strconv.Itoa(n.Age), n.State})
+			}
+			cl.table("IP\tMAC\tINTERFACE\tAGE\tSTATE", rows)
+			return nil
+		}})
 	return cmd
 }
 
