@@ -177,6 +177,15 @@ func TestVswitchctl(t *testing.T) {
 	mustCtl(t, sw, 3, "fdb", "show", "nope")
 	mustCtl(t, sw, 3, "route", "show", "nope")
 	mustCtl(t, sw, 3, "neigh", "show", "nope")
+	// VLAN flags: a trunk, an access port, and a mode the config refuses.
+	mustCtl(t, sw, 0, "port", "add", "vt", "--bridge", "br0", "--socket", "vt.sock", "--trunks", "10,20", "--vlan-mode", "trunk")
+	if out = mustCtl(t, sw, 0, "port", "show", "vt"); !strings.Contains(out, "mode trunk, trunks 10,20") {
+		t.Errorf("port show vt: %s", out)
+	}
+	mustCtl(t, sw, 0, "port", "add", "va", "--bridge", "br0", "--socket", "va.sock", "--tag", "10")
+	if out = mustCtl(t, sw, 5, "port", "add", "vx", "--bridge", "br0", "--socket", "vx.sock", "--vlan-mode", "access"); !strings.Contains(out, "tag") {
+		t.Errorf("access without a tag: %s", out)
+	}
 	// A live trace on a port without traffic: armed, nothing captured.
 	if out = mustCtl(t, sw, 0, "trace", "--live", "vm5", "--count", "2", "--wait", "500ms"); !strings.Contains(out, "0 of 2 packets captured") {
 		t.Errorf("trace --live: %s", out)

@@ -183,6 +183,9 @@ func (cl *cli) portCmd() *cobra.Command {
 			kv("queue pairs", strconv.Itoa(p.QueuePairs))
 			if p.Config != nil {
 				kv("queues offered", p.Config.Queues.String())
+				if p.Config.VLANMode != "" || p.Config.Tag != 0 || len(p.Config.Trunks) != 0 {
+					kv("vlan", vlanString(p.Config))
+				}
 			}
 			kv("features", strings.Join(p.Features, " "))
 			kv("revision", u(p.Revision))
@@ -218,6 +221,9 @@ func (cl *cli) portCmd() *cobra.Command {
 	af.StringVar(&pc.SocketGroup, "socket-group", "", "group (name or gid) of a server socket, e.g. libvirt-qemu (default: vhostuser.socket_group, else the daemon's)")
 	af.StringVar(&pc.Device, "device", "", "network interface of an afxdp port")
 	af.StringVar(&pc.XDPMode, "xdp-mode", "", "afxdp attach mode: native or generic (default: native, else generic)")
+	af.IntVar(&pc.Tag, "tag", 0, "access VLAN (or the native VLAN of a native-tagged/native-untagged trunk)")
+	af.IntSliceVar(&pc.Trunks, "trunks", nil, "VLANs a trunk port carries, e.g. 10,20 (default: all)")
+	af.StringVar(&pc.VLANMode, "vlan-mode", "", "access, trunk, native-tagged or native-untagged (default: access with --tag, else trunk)")
 	add.MarkFlagRequired("bridge")
 	add.Use = "add NAME --bridge BRIDGE (--socket PATH | --type afxdp --device DEV)"
 	var setRev string
@@ -471,6 +477,25 @@ func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
 			}})
 	}
 	return cmd
+}
+
+// vlanString is a port's VLAN settings in one line.
+func vlanString(pc *api.PortConfig) string {
+	var parts []string
+	if pc.VLANMode != "" {
+		parts = append(parts, "mode "+pc.VLANMode)
+	}
+	if pc.Tag != 0 {
+		parts = append(parts, "tag "+strconv.Itoa(pc.Tag))
+	}
+	if len(pc.Trunks) != 0 {
+		var ts []string
+		for _, t := range pc.Trunks {
+			ts = append(ts, strconv.Itoa(t))
+		}
+		parts = append(parts, "trunks "+strings.Join(ts, ","))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (cl *cli) fdbCmd() *cobra.Command {
