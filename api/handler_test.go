@@ -362,16 +362,17 @@ func TestOpenAPIInStep(t *testing.T) {
 		t.Error("PortStatus has no documented error field")
 	}
 	bodies := map[string]string{
-		"POST /v1/ports":           `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
-		"PUT /v1/ports/{name}":     `{"type":"vhostuser","bridge":"br1","socket":"vm8.sock"}`,
-		"PATCH /v1/ports/{name}":   `{"queues":2}`,
-		"POST /v1/bridges":         `{"name":"br7"}`,
-		"PUT /v1/bridges/{name}":   `{"mac_aging":30}`,
-		"PATCH /v1/bridges/{name}": `{"mac_aging":40}`,
-		"PUT /v1/config":           `{"bridges":[{"name":"br0"}]}`,
-		"POST /v1/trace":           `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
+		"POST /v1/ports":              `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
+		"PUT /v1/ports/{name}":        `{"type":"vhostuser","bridge":"br1","socket":"vm8.sock"}`,
+		"PATCH /v1/ports/{name}":      `{"queues":2}`,
+		"POST /v1/bridges":            `{"name":"br7"}`,
+		"PUT /v1/bridges/{name}":      `{"mac_aging":30}`,
+		"PATCH /v1/bridges/{name}":    `{"mac_aging":40}`,
+		"PUT /v1/config":              `{"bridges":[{"name":"br0"}]}`,
+		"POST /v1/trace":              `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
+		"POST /v1/ports/{name}/trace": `{"count":5}`,
 	}
-	names := map[string]string{"ports": "vm1", "bridges": "br1"}
+	names := map[string]string{"ports": "vm1", "bridges": "br1", "routers": "r1"}
 	seen := 0
 	// GETs first, deletes last, so that each finds its resource.
 	order := []string{"get", "post", "put", "patch", "delete"}

@@ -30,6 +30,16 @@ func (h *handler) routes() []route {
 		rs = append(rs, route{Method: "POST", Path: "/v1/trace", Summary: "Dry-run a described packet through the pipeline: each stage's decision and the output ports",
 			Request: TraceRequest{}, Response: TraceResult{}, Codes: []int{200, 400, 404, 413, 422}, handle: h.postTrace})
 	}
+	rs = append(rs, h.inspectRoutes()...)
+	if h.liveTracer() != nil {
+		rs = append(rs,
+			route{Method: "POST", Path: "/v1/ports/{name}/trace", Summary: "Arm a live trace: capture the next count (1..1000) packets received on the port, replacing any capture there",
+				Request: LiveTraceRequest{}, Response: LiveTrace{}, Codes: []int{201, 400, 404, 413, 422}, handle: h.postLiveTrace},
+			route{Method: "GET", Path: "/v1/ports/{name}/trace", Summary: "The packets a live trace captured: headers, each stage's decision, outputs",
+				Response: LiveTrace{}, Codes: []int{200, 404}, handle: h.getLiveTrace},
+			route{Method: "DELETE", Path: "/v1/ports/{name}/trace", Summary: "Disarm a live trace and forget what it captured",
+				Codes: []int{204, 404}, handle: h.deleteLiveTrace})
+	}
 	if h.Store == nil {
 		return rs
 	}
@@ -81,7 +91,7 @@ func (h *handler) OpenAPI() map[string]any {
 		if strings.Contains(rt.Path, "{name}") {
 			params = append(params, map[string]any{"name": "name", "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
-		if rt.Method == "PUT" || rt.Method == "PATCH" || rt.Method == "DELETE" {
+		if (rt.Method == "PUT" || rt.Method == "PATCH" || rt.Method == "DELETE") && !strings.HasSuffix(rt.Path, "/trace") {
 			params = append(params, map[string]any{"name": "If-Match", "in": "header", "required": false,
 				"description": "revision from an ETag; a mismatch answers 409", "schema": map[string]any{"type": "string"}})
 		}

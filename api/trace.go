@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -177,4 +181,98 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// MaxLiveTrace bounds the packets one live trace captures.
+const MaxLiveTrace = 1000
+
+// LiveTracer runs per-port live traces (VPP `trace add`): capture the
+// next count packets received on a port with each stage's decision. A
+// Tracer that is also a LiveTracer serves /v1/ports/{name}/trace.
+type LiveTracer interface {
+	ArmTrace(port string, count int) error
+	LiveTrace(port string) (*LiveTrace, error)
+	DisarmTrace(port string) error
+}
+
+// LiveTraceRequest arms a live trace.
+type LiveTraceRequest struct {
+	Count int `json:"count"` // packets to capture, 1..1000
+}
+
+// LiveTrace is what a port's live trace captured so far.
+type LiveTrace struct {
+	Port     string            `json:"port"`
+	Armed    bool              `json:"armed"`
+	Count    int               `json:"count"`
+	Captured int               `json:"captured"`
+	Since    time.Time         `json:"since,omitzero"`
+	Records  []LiveTraceRecord `json:"records"`
+}
+
+// LiveTraceRecord is one captured packet: its headers as received, each
+// stage's decision, the output ports and the drop reasons counted.
+type LiveTraceRecord struct {
+	Seq         int           `json:"seq"`
+	Time        time.Time     `json:"time"`
+	Worker      int           `json:"worker"`
+	Queue       int           `json:"queue"`
+	Len         int           `json:"len"`
+	Headers     string        `json:"headers"`
+	Stages      []TraceStage  `json:"stages"`
+	Outputs     []TraceOutput `json:"outputs"`
+	MoreOutputs int           `json:"more_outputs,omitempty"`
+	Dropped     []string      `json:"dropped,omitempty"`
+}
+
+func (h *handler) liveTracer() LiveTracer {
+	lt, _ := h.Tracer.(LiveTracer)
+	return lt
+}
+
+func (h *handler) postLiveTrace(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var req LiveTraceRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "trace body: "+err.Error())
+		return
+	}
+	if req.Count < 1 || req.Count > MaxLiveTrace {
+		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("count: %d is not in 1..%d", req.Count, MaxLiveTrace))
+		return
+	}
+	name := r.PathValue("name")
+	if err := h.liveTracer().ArmTrace(name, req.Count); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	res, err := h.liveTracer().LiveTrace(name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+func (h *handler) getLiveTrace(w http.ResponseWriter, r *http.Request) {
+	res, err := h.liveTracer().LiveTrace(r.PathValue("name"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) deleteLiveTrace(w http.ResponseWriter, r *http.Request) {
+	if err := h.liveTracer().DisarmTrace(r.PathValue("name")); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -57,3 +57,50 @@ func TestTraceEndpoint(t *testing.T) {
 		t.Errorf("unknown field: %d", rec.Code)
 	}
 }
+
+func (fakeTracer) ArmTrace(port string, n int) error {
+	if port != "vm1" {
+		return fmt.Errorf("no port %q", port)
+	}
+	return nil
+}
+
+func (fakeTracer) LiveTrace(port string) (*LiveTrace, error) {
+	if port != "vm1" {
+		return nil, fmt.Errorf("no port %q", port)
+	}
+	return &LiveTrace{Port: port, Armed: true, Count: 5, Captured: 1, Records: []LiveTraceRecord{{Len: 60, Headers: "a > b",
+		Stages: []TraceStage{{Stage: "classify", Decision: "untagged: vlan 0"}}, Outputs: []TraceOutput{{Port: "vm2"}}}}}, nil
+}
+
+func (fakeTracer) DisarmTrace(port string) error { return fakeTracer{}.ArmTrace(port, 1) }
+
+func TestLiveTraceEndpoint(t *testing.T) {
+	r := newRig(t)
+	rec := r.do("POST", "/v1/ports/vm1/trace", `{"count":5}`)
+	if rec.Code != 201 {
+		t.Fatalf("arm: %d %s", rec.Code, rec.Body)
+	}
+	rec = r.do("GET", "/v1/ports/vm1/trace", "")
+	var lt LiveTrace
+	if err := json.Unmarshal(rec.Body.Bytes(), &lt); err != nil || rec.Code != 200 || !lt.Armed || len(lt.Records) != 1 || lt.Records[0].Outputs[0].Port != "vm2" {
+		t.Fatalf("get: %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/v1/ports/vm1/trace", `{"count":0}`, 422},
+		{"POST", "/v1/ports/vm1/trace", `{"count":1001}`, 422},
+		{"POST", "/v1/ports/vm1/trace", `{"count":"x"}`, 400},
+		{"POST", "/v1/ports/vm1/trace", `{"count":5,"bogus":1}`, 400},
+		{"POST", "/v1/ports/nope/trace", `{"count":5}`, 404},
+		{"GET", "/v1/ports/nope/trace", ``, 404},
+		{"DELETE", "/v1/ports/nope/trace", ``, 404},
+		{"DELETE", "/v1/ports/vm1/trace", ``, 204},
+	} {
+		if rec := r.do(tc.method, tc.path, tc.body); rec.Code != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, rec.Code, rec.Body, tc.code)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/vswitch/vswitch/switch/header"
+	"github.com/vswitch/vswitch/switch/offload"
 )
 
 // icmpRate is how many ICMP errors, and separately how many ARP requests
@@ -151,8 +152,8 @@ func arpIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	r.SetSender(mine, tpa.As4())
 	r.SetTarget(sha, spa.As4())
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, 60, 60, 0
-	if p.trace != nil {
-		p.trace.add("arp", "reply for "+tpa.String()+" to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("arp").s("reply for ").ip(tpa).s(" to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
 	return false
@@ -214,8 +215,8 @@ func ndIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i int
 	header.PutMAC48(c[26:32], ri.mac)
 	icmp6Checksum(o[14:], c)
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, n, n, 0
-	if p.trace != nil {
-		p.trace.add("nd", "advertisement for "+tgt.String()+" to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("nd").s("advertisement for ").ip(tgt).s(" to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
 	return false
@@ -249,6 +250,10 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	switch ph.EthType {
 	case header.EtherTypeIPv4:
 		dst = netip.AddrFrom4([4]byte(ph.Dst[:4]))
+		if ph.Proto == header.ProtoICMP && ph.ICMPType == header.ICMPv4Echo && r.owns(dst) {
+			echoReply(p, in, ri, pkt, ph, i, now)
+			return false
+		}
 		if r.owns(dst) || dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 			p.drop(i, DropForRouter, "route")
 			return false
@@ -260,6 +265,10 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 		nhIdx, found = r.fib4.Lookup(dst.As4())
 	case header.EtherTypeIPv6:
 		dst = netip.AddrFrom16(ph.Dst)
+		if ph.Proto == header.ProtoICMPv6 && ph.ICMPType == header.ICMPv6EchoRequest && r.owns(dst) {
+			echoReply(p, in, ri, pkt, ph, i, now)
+			return false
+		}
 		if r.owns(dst) || dst.IsMulticast() || dst.IsLinkLocalUnicast() {
 			p.drop(i, DropForRouter, "route")
 			return false
@@ -308,8 +317,8 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 			return false
 		}
 		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, out.br, out.vlan, 0
-		if p.trace != nil {
-			p.trace.add("route", "resolving next hop on "+out.name)
+		if t := p.tr(i); t != nil {
+			t.at("route").s("resolving next hop on ").s(out.name)
 		}
 		return true
 	}
@@ -321,10 +330,67 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	header.PutMAC48(h[0:6], e.mac)
 	header.PutMAC48(h[6:12], out.mac)
 	p.routed[i], p.br[i], p.vlan[i] = true, out.br, out.vlan
-	if p.trace != nil {
-		p.trace.add("route", "via "+out.name+" vlan "+itoa(int(out.vlan)))
+	if t := p.tr(i); t != nil {
+		t.at("route").s("via ").s(out.name).s(" vlan ").n(int(out.vlan))
 	}
 	return true
+}
+
+// echoReply answers an ICMP or ICMPv6 echo request to one of the router's
+// addresses in place: MACs and addresses swapped, the type and TTL patched
+// with incremental checksum updates, so the payload, however long, stays
+// where it is (in the sender's buffers past the head). Replies share the
+// ICMP error rate; a request over it, fragmented, or from a multicast or
+// unspecified source is dropped as for_router.
+func echoReply(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i int, now uint32) {
+	h := pkt.HeadBytes()
+	l3, l4 := int(ph.L3), int(ph.L4)
+	v4 := ph.EthType == header.EtherTypeIPv4
+	var src netip.Addr
+	if v4 {
+		src = netip.AddrFrom4([4]byte(ph.Src[:4]))
+	} else {
+		src = netip.AddrFrom16(ph.Src)
+	}
+	if ph.Frag != 0 || l4 == 0 || len(h) < l4+header.ICMPLen || (!v4 && l4 != l3+header.IPv6Len) ||
+		pkt.Offload.GSO != offload.GSONone || src.IsMulticast() || src.IsUnspecified() ||
+		src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || !p.token(now, &p.icmpTok) {
+		p.drop(i, DropForRouter, "route")
+		return
+	}
+	copy(h[0:6], h[6:12])
+	header.PutMAC48(h[6:12], ri.mac)
+	c := header.ICMP(h[l4:])
+	oldType := binary.BigEndian.Uint16(c[0:2])
+	if v4 {
+		ip := header.IPv4(h[l3:])
+		s, d := ip.Src(), ip.Dst()
+		copy(ip[12:16], d[:]) // a swap leaves the header checksum as it is
+		copy(ip[16:20], s[:])
+		old := binary.BigEndian.Uint16(ip[8:10])
+		ip[8] = 64
+		ip.SetChecksum(header.Update16(ip.Checksum(), old, binary.BigEndian.Uint16(ip[8:10])))
+		c[0] = header.ICMPv4EchoReply
+	} else {
+		ip := header.IPv6(h[l3:])
+		s, d := ip.Src(), ip.Dst()
+		ip.SetSrc(d) // the pseudo-header sum does not change either
+		ip.SetDst(s)
+		ip[7] = 64
+		c[0] = header.ICMPv6EchoReply
+	}
+	// A partial checksum left to offload is completed over the new bytes.
+	if pkt.Offload.Flags&offload.FlagNeedsCsum == 0 {
+		c.SetChecksum(header.Update16(c.Checksum(), oldType, binary.BigEndian.Uint16(c[0:2])))
+	}
+	if t := p.tr(i); t != nil {
+		me := netip.AddrFrom16(ph.Dst)
+		if v4 {
+			me = netip.AddrFrom4([4]byte(ph.Dst[:4]))
+		}
+		t.at("route").s("echo reply from ").ip(me).s(" to ").s(in.Name)
+	}
+	p.add(in.ID, uint16(i))
 }
 
 // solicit turns the packet's head into an ARP request or a neighbour
@@ -443,22 +509,8 @@ func icmpError(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, 
 		ipOut = 14 + 40 + len(c)
 	}
 	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, max(ipOut, 60), max(ipOut, 60), 0
-	if p.trace != nil {
-		p.trace.add("route", "icmp error to "+in.Name)
+	if t := p.tr(i); t != nil {
+		t.at("route").s("icmp error to ").s(in.Name)
 	}
 	p.add(in.ID, uint16(i))
-}
-
-func itoa(n int) string {
-	var b [8]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
 }

@@ -35,14 +35,19 @@ type pipe struct {
 
 	// dry is set for a trace: stages record decisions and change no shared
 	// table (the packet and this pipe are the trace's own).
-	dry   bool
-	trace *Trace
+	dry bool
+	// tracing is set while some packets of the batch are traced (a dry
+	// run, or a live capture on the input port): traces[i] records packet
+	// i's decisions, nil for the ones not traced.
+	tracing bool
+	traces  [BatchSize]*Trace
 }
 
 func (p *pipe) drop(i int, r DropReason, stage string) {
 	p.drops[r]++
-	if p.trace != nil {
-		p.trace.add(stage, "drop: "+r.String())
+	if t := p.tr(i); t != nil {
+		t.at(stage).s("drop: ").s(r.String())
+		t.dropped(r)
 	}
 }
 
@@ -76,8 +81,8 @@ func stageClassify(p *pipe, in *portEntry, b *Batch) {
 		}
 		p.vlan[i], p.tci[i] = vid, uint16(ph.PCP)<<13
 		p.routed[i], p.br[i] = false, in.bridge
-		if p.trace != nil {
-			p.trace.add("classify", traceVLAN(ph, vid))
+		if t := p.tr(i); t != nil {
+			traceVLAN(t, ph, vid)
 		}
 		p.live[n] = uint16(i)
 		n++
@@ -113,8 +118,8 @@ func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
 					continue
 				}
 				if pe := c.ports[out]; pe != nil && pe.vlan.allowed(vid) {
-					if p.trace != nil {
-						p.trace.add("l2", "fdb hit: "+pe.Name)
+					if t := p.tr(int(i)); t != nil {
+						t.at("l2").s("fdb hit: ").s(pe.Name)
 					}
 					p.add(out, i)
 					continue
@@ -130,8 +135,8 @@ func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
 		}
 		if k == 0 {
 			p.drop(int(i), DropNoOutput, "l2")
-		} else if p.trace != nil {
-			p.trace.add("l2", "flood in vlan")
+		} else if t := p.tr(int(i)); t != nil {
+			t.add("l2", "flood in vlan")
 		}
 	}
 }

@@ -66,6 +66,7 @@ type portEntry struct {
 	PortInfo
 	bridge *Bridge
 	vlan   portVLAN
+	live   *liveSlot
 }
 
 // PortOptions are a port's optional settings.
@@ -301,7 +302,7 @@ func (s *Switch) AddPort(name, typ, bridge string, p Port, opts ...PortOptions) 
 	if id < 0 {
 		return nil, fmt.Errorf("port %q: all %d ports are in use", name, MaxPorts)
 	}
-	e := &portEntry{PortInfo: PortInfo{ID: uint16(id), Name: name, Type: typ, Bridge: bridge, Counters: &PortCounters{}, Port: p}, vlan: pv}
+	e := &portEntry{PortInfo: PortInfo{ID: uint16(id), Name: name, Type: typ, Bridge: bridge, Counters: &PortCounters{}, Port: p}, vlan: pv, live: &liveSlot{}}
 	nb := *br
 	nb.members = append(append([]uint16(nil), br.members...), uint16(id))
 	e.bridge = &nb

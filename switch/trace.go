@@ -2,14 +2,28 @@ package vswitch
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
+	"strconv"
 
 	"github.com/vswitch/vswitch/switch/header"
 )
 
-// Trace records what each stage decided for one packet (a dry run).
+// Trace records what each stage decided for one packet. Decisions are
+// appended as text into one byte buffer; a bounded trace (a live capture)
+// has its buffers sized when armed and cuts what does not fit, so
+// recording never allocates on the data path.
 type Trace struct {
-	Stages []TraceStage
+	evs     []traceEv
+	text    []byte
+	drops   []DropReason
+	bounded bool
+	skip    bool // the last event did not fit: ignore its text
+}
+
+type traceEv struct {
+	stage string
+	off   int32
 }
 
 // TraceStage is one stage's decision.
@@ -18,15 +32,104 @@ type TraceStage struct {
 	Decision string `json:"decision"`
 }
 
-func (t *Trace) add(stage, decision string) {
-	t.Stages = append(t.Stages, TraceStage{Stage: stage, Decision: decision})
+// Sizes of a bounded trace.
+const (
+	traceMaxEvents = 16
+	traceMaxText   = 512
+	traceMaxDrops  = 4
+)
+
+func newBoundedTrace() Trace {
+	return Trace{evs: make([]traceEv, 0, traceMaxEvents), text: make([]byte, 0, traceMaxText),
+		drops: make([]DropReason, 0, traceMaxDrops), bounded: true}
 }
 
-func traceVLAN(ph *header.Parsed, vid uint16) string {
-	if ph.Tagged {
-		return fmt.Sprintf("tagged %d: vlan %d", ph.VLAN, vid)
+func (t *Trace) reset() {
+	t.evs, t.text, t.drops, t.skip = t.evs[:0], t.text[:0], t.drops[:0], false
+}
+
+// at starts stage's next decision.
+func (t *Trace) at(stage string) *Trace {
+	if t.bounded && len(t.evs) == cap(t.evs) {
+		t.skip = true
+		return t
 	}
-	return fmt.Sprintf("untagged: vlan %d", vid)
+	t.skip = false
+	t.evs = append(t.evs, traceEv{stage: stage, off: int32(len(t.text))})
+	return t
+}
+
+// room says whether n more bytes of text may be appended.
+func (t *Trace) room(n int) bool {
+	return !t.skip && (!t.bounded || len(t.text)+n <= cap(t.text))
+}
+
+func (t *Trace) s(v string) *Trace {
+	if t.room(len(v)) {
+		t.text = append(t.text, v...)
+	}
+	return t
+}
+
+func (t *Trace) n(v int) *Trace {
+	if t.room(20) {
+		t.text = strconv.AppendInt(t.text, int64(v), 10)
+	}
+	return t
+}
+
+func (t *Trace) ip(a netip.Addr) *Trace {
+	if t.room(46) {
+		t.text = a.AppendTo(t.text)
+	}
+	return t
+}
+
+func (t *Trace) add(stage, decision string) { t.at(stage).s(decision) }
+
+func (t *Trace) dropped(r DropReason) {
+	if !t.bounded || len(t.drops) < cap(t.drops) {
+		t.drops = append(t.drops, r)
+	}
+}
+
+// Stages returns the recorded decisions.
+func (t *Trace) Stages() []TraceStage {
+	out := make([]TraceStage, len(t.evs))
+	for k, e := range t.evs {
+		end := int32(len(t.text))
+		if k+1 < len(t.evs) {
+			end = t.evs[k+1].off
+		}
+		out[k] = TraceStage{Stage: e.stage, Decision: string(t.text[e.off:end])}
+	}
+	return out
+}
+
+// Dropped returns the drop reasons counted for the packet.
+func (t *Trace) Dropped() []string {
+	var out []string
+	for _, r := range t.drops {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// tr is packet i's trace, nil unless it is traced.
+func (p *pipe) tr(i int) *Trace {
+	if !p.tracing {
+		return nil
+	}
+	return p.traces[i&(BatchSize-1)]
+}
+
+func traceVLAN(t *Trace, ph *header.Parsed, vid uint16) {
+	t.at("classify")
+	if ph.Tagged {
+		t.s("tagged ").n(int(ph.VLAN)).s(": vlan ").n(int(vid))
+	} else {
+		t.s("untagged: vlan ").n(int(vid))
+	}
 }
 
 // TraceOutput is where the traced packet would leave, and how.
@@ -49,12 +152,7 @@ type TraceResult struct {
 // FDB learning, no neighbour updates, no rate-limit tokens, no transmit.
 func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 	c := s.cfg.Load()
-	var in *portEntry
-	for _, pe := range c.ports {
-		if pe != nil && pe.Name == inPort {
-			in = pe
-		}
-	}
+	in := c.port(inPort)
 	if in == nil {
 		return nil, fmt.Errorf("no port %q", inPort)
 	}
@@ -69,12 +167,13 @@ func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 		pkt.Segs[0], pkt.NSegs = frame[HeadLen:], 1
 	}
 	t := &Trace{}
-	p := &pipe{dry: true, trace: t}
+	p := &pipe{dry: true, tracing: true}
+	p.traces[0] = t
 	now := s.clock.Load()
 	stageClassify(p, in, b)
 	stageL3(p, in, b, now, &s.neigh)
 	stageL2(p, c, in, b, now)
-	res := &TraceResult{InPort: inPort, Stages: t.Stages, Outputs: []TraceOutput{}}
+	res := &TraceResult{InPort: inPort, Stages: t.Stages(), Outputs: []TraceOutput{}, Dropped: t.Dropped()}
 	for _, id := range p.touched[:p.nouch] {
 		out := c.ports[id]
 		if out == nil || p.nsel[id] == 0 {
@@ -84,10 +183,15 @@ func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 		res.Outputs = append(res.Outputs, TraceOutput{Port: out.Name, VLAN: vid, Tagged: out.vlan.egressTagged(vid)})
 	}
 	sort.Slice(res.Outputs, func(i, j int) bool { return res.Outputs[i].Port < res.Outputs[j].Port })
-	for r, n := range p.drops {
-		if n != 0 {
-			res.Dropped = append(res.Dropped, DropReason(r).String())
+	return res, nil
+}
+
+// port finds a port by name.
+func (c *config) port(name string) *portEntry {
+	for _, pe := range c.ports {
+		if pe != nil && pe.Name == name {
+			return pe
 		}
 	}
-	return res, nil
+	return nil
 }

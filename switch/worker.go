@@ -218,11 +218,22 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	p := &w.pipe
 	c := w.cfg
 	now := w.sw.clock.Load()
+	// A live trace costs one atomic load per batch when not armed.
+	var first, traced int
+	lt := in.live.p.Load()
+	if lt != nil {
+		if first, traced = lt.claim(b.N); traced > 0 {
+			w.liveStart(lt, first, traced, b)
+		}
+	}
 	stageClassify(p, in, b)
 	stageFilterIn(p, w, c, in, b, now)
 	stageNAT(p, w, in, b, now)
 	stageL3(p, in, b, now, &w.sw.neigh)
 	stageL2(p, c, in, b, now)
+	if traced > 0 {
+		w.liveEnd(lt, first, traced, c)
+	}
 	for r, n := range p.drops {
 		if n != 0 {
 			in.Counters.Drops[r].Add(n)

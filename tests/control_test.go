@@ -161,12 +161,36 @@ func TestVswitchctl(t *testing.T) {
 	}
 
 	// Resources the daemon does not have yet: a clear message, exit 3.
-	for _, args := range [][]string{{"route", "list"}, {"acl", "list"}} {
+	for _, args := range [][]string{{"acl", "list"}} {
 		out = mustCtl(t, sw, 3, args...)
 		if !strings.Contains(out, "has no") {
 			t.Errorf("%v: %s", args, out)
 		}
 	}
+	// Read-only listings: no routers here, an FDB table, unknown names.
+	if out = mustCtl(t, sw, 0, "route", "list"); !strings.Contains(out, "NAME") {
+		t.Errorf("route list: %s", out)
+	}
+	if out = mustCtl(t, sw, 0, "fdb", "show", "br0"); !strings.Contains(out, "VLAN") {
+		t.Errorf("fdb show: %s", out)
+	}
+	mustCtl(t, sw, 3, "fdb", "show", "nope")
+	mustCtl(t, sw, 3, "route", "show", "nope")
+	mustCtl(t, sw, 3, "neigh", "show", "nope")
+	// VLAN flags: a trunk, an access port, and a mode the config refuses.
+	mustCtl(t, sw, 0, "port", "add", "vt", "--bridge", "br0", "--socket", "vt.sock", "--trunks", "10,20", "--vlan-mode", "trunk")
+	if out = mustCtl(t, sw, 0, "port", "show", "vt"); !strings.Contains(out, "mode trunk, trunks 10,20") {
+		t.Errorf("port show vt: %s", out)
+	}
+	mustCtl(t, sw, 0, "port", "add", "va", "--bridge", "br0", "--socket", "va.sock", "--tag", "10")
+	if out = mustCtl(t, sw, 5, "port", "add", "vx", "--bridge", "br0", "--socket", "vx.sock", "--vlan-mode", "access"); !strings.Contains(out, "tag") {
+		t.Errorf("access without a tag: %s", out)
+	}
+	// A live trace on a port without traffic: armed, nothing captured.
+	if out = mustCtl(t, sw, 0, "trace", "--live", "vm5", "--count", "2", "--wait", "500ms"); !strings.Contains(out, "0 of 2 packets captured") {
+		t.Errorf("trace --live: %s", out)
+	}
+	mustCtl(t, sw, 3, "trace", "--live", "nope")
 	// A trace of a broadcast from vm5: flooded to the bridge's other ports.
 	out = mustCtl(t, sw, 0, "trace", "--in-port", "vm5", "--eth-dst", "ff:ff:ff:ff:ff:ff", "--ipv4-src", "10.0.0.1", "--ipv4-dst", "10.0.0.2")
 	if !strings.Contains(out, "flood in vlan") || !strings.Contains(out, "Datapath actions: output") {

@@ -35,7 +35,8 @@ func ping(h *afxdptest.Host, ip string, count int) error {
 }
 
 // TestRouterBetweenVLANs: hosts A (VLAN 10) and B (VLAN 20) behind AF_XDP
-// access ports talk through router r1: ping and TCP, IPv4 and IPv6. Host
+// access ports talk through router r1: ping and TCP, IPv4 and IPv6, and
+// ping the router's own addresses. Host
 // C on VLAN 30 has no router interface: A's traffic to it is dropped.
 func TestRouterBetweenVLANs(t *testing.T) {
 	afxdpPrereqs(t)
@@ -68,6 +69,36 @@ routers:
 	}
 	if err := ping(b, "10.10.0.2", 3); err != nil {
 		t.Fatal(err)
+	}
+	// The router answers pings to its own addresses, near and far side,
+	// including a payload longer than the head copy.
+	for _, ip := range []string{"10.10.0.1", "10.20.0.1", "fd10::1", "fd20::1"} {
+		if err := ping(a, ip, 3); err != nil {
+			t.Fatalf("%v\n%s", err, sw.Log())
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", a.NS, "busybox", "ping", "-c", "2", "-W", "2", "-s", "1000", "10.10.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("large ping of the router: %v\n%s", err, out)
+	}
+	// What the router learned and runs, as an operator sees it.
+	if out := mustCtl(t, sw, 0, "neigh", "show", "r1"); !strings.Contains(out, "10.20.0.2") || !strings.Contains(out, "fd20::2") || !strings.Contains(out, "reachable") {
+		t.Errorf("neigh show:\n%s", out)
+	}
+	if out := mustCtl(t, sw, 0, "route", "show", "r1"); !strings.Contains(out, "10.20.0.0/24") || !strings.Contains(out, "connected") {
+		t.Errorf("route show:\n%s", out)
+	}
+	if out := mustCtl(t, sw, 0, "fdb", "show", "br0"); !strings.Contains(out, "xa") || !strings.Contains(out, "xb") {
+		t.Errorf("fdb show:\n%s", out)
+	}
+	// A live trace of the next packets from A, among them a ping of the router.
+	if code, body, _, _ := sw.Do("POST", "/v1/ports/xa/trace", `{"count":10}`); code != 201 {
+		t.Fatalf("arm live trace: %d %s", code, body)
+	}
+	if err := ping(a, "10.10.0.1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _, _ := sw.Do("GET", "/v1/ports/xa/trace", ""); !strings.Contains(string(body), "echo reply from 10.10.0.1 to xa") {
+		t.Errorf("live trace: %s", body)
 	}
 	d := afxdptest.TCPExchange(t, b.NS, a.NS, "10.20.0.2:5001", 4<<20, 1, 60*time.Second)
 	t.Logf("IPv4 routed between VLANs: 4 MiB each way in %v", d)

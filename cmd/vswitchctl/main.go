@@ -87,7 +87,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	pf.StringVar(&cl.caFile, "cacert", "", "CA certificate (PEM) for an https:// API")
 	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
 	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.configCmd(),
-		cl.missingCmd("route", "routes", "Routes (not in this vswitchd yet)"),
+		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
 		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
 		cl.traceCmd())
 	return root
@@ -183,6 +183,9 @@ func (cl *cli) portCmd() *cobra.Command {
 			kv("queue pairs", strconv.Itoa(p.QueuePairs))
 			if p.Config != nil {
 				kv("queues offered", p.Config.Queues.String())
+				if p.Config.VLANMode != "" || p.Config.Tag != 0 || len(p.Config.Trunks) != 0 {
+					kv("vlan", vlanString(p.Config))
+				}
 			}
 			kv("features", strings.Join(p.Features, " "))
 			kv("revision", u(p.Revision))
@@ -218,6 +221,9 @@ func (cl *cli) portCmd() *cobra.Command {
 	af.StringVar(&pc.SocketGroup, "socket-group", "", "group (name or gid) of a server socket, e.g. libvirt-qemu (default: vhostuser.socket_group, else the daemon's)")
 	af.StringVar(&pc.Device, "device", "", "network interface of an afxdp port")
 	af.StringVar(&pc.XDPMode, "xdp-mode", "", "afxdp attach mode: native or generic (default: native, else generic)")
+	af.IntVar(&pc.Tag, "tag", 0, "access VLAN (or the native VLAN of a native-tagged/native-untagged trunk)")
+	af.IntSliceVar(&pc.Trunks, "trunks", nil, "VLANs a trunk port carries, e.g. 10,20 (default: all)")
+	af.StringVar(&pc.VLANMode, "vlan-mode", "", "access, trunk, native-tagged or native-untagged (default: access with --tag, else trunk)")
 	add.MarkFlagRequired("bridge")
 	add.Use = "add NAME --bridge BRIDGE (--socket PATH | --type afxdp --device DEV)"
 	var setRev string
@@ -473,14 +479,146 @@ func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
 	return cmd
 }
 
+// vlanString is a port's VLAN settings in one line.
+func vlanString(pc *api.PortConfig) string {
+	var parts []string
+	if pc.VLANMode != "" {
+		parts = append(parts, "mode "+pc.VLANMode)
+	}
+	if pc.Tag != 0 {
+		parts = append(parts, "tag "+strconv.Itoa(pc.Tag))
+	}
+	if len(pc.Trunks) != 0 {
+		var ts []string
+		for _, t := range pc.Trunks {
+			ts = append(ts, strconv.Itoa(t))
+		}
+		parts = append(parts, "trunks "+strings.Join(ts, ","))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (cl *cli) fdbCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "fdb", Short: "Bridges' learned MAC tables"}
+	cmd.AddCommand(&cobra.Command{Use: "show BRIDGE", Short: "List a bridge's learned MACs", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("bridges"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var es []api.FDBEntry
+			if _, err := cl.c.getJSON("/v1/bridges/"+url.PathEscape(args[0])+"/fdb", &es); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(es)
+			}
+			var rows [][]string
+			for _, e := range es {
+				rows = append(rows, []string{strconv.Itoa(e.VLAN), e.MAC, e.Port, strconv.Itoa(e.Age)})
+			}
+			cl.table("VLAN\tMAC\tPORT\tAGE", rows)
+			return nil
+		}})
+	return cmd
+}
+
+func (cl *cli) routeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "route", Short: "Routers: interfaces and routes (configure them with config apply)"}
+	list := &cobra.Command{Use: "list", Short: "List routers", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var rs []api.RouterStatus
+			if _, err := cl.c.getJSON("/v1/routers", &rs); err != nil {
+				return notYet(err, "routers")
+			}
+			if cl.json {
+				return cl.printJSON(rs)
+			}
+			var rows [][]string
+			for _, r := range rs {
+				var ifs []string
+				for _, i := range r.Interfaces {
+					ifs = append(ifs, i.Name)
+				}
+				rows = append(rows, []string{r.Name, strings.Join(ifs, ","), strconv.Itoa(len(r.Routes))})
+			}
+			cl.table("NAME\tINTERFACES\tROUTES", rows)
+			return nil
+		}}
+	show := &cobra.Command{Use: "show ROUTER", Short: "A router's interfaces and routing table", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("routers"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r api.RouterStatus
+			if _, err := cl.c.getJSON("/v1/routers/"+url.PathEscape(args[0]), &r); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(r)
+			}
+			var rows [][]string
+			for _, i := range r.Interfaces {
+				rows = append(rows, []string{i.Name, i.Bridge, strconv.Itoa(i.VLAN), i.MAC, strings.Join(i.Addresses, ",")})
+			}
+			fmt.Fprintf(cl.out, "router %s\n\n", r.Name)
+			cl.table("INTERFACE\tBRIDGE\tVLAN\tMAC\tADDRESSES", rows)
+			rows = nil
+			for _, rt := range r.Routes {
+				via := rt.Via
+				if via == "" {
+					via = "-"
+				}
+				rows = append(rows, []string{rt.Prefix, rt.Kind, via, rt.Interface})
+			}
+			fmt.Fprintln(cl.out)
+			cl.table("PREFIX\tKIND\tVIA\tINTERFACE", rows)
+			return nil
+		}}
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func (cl *cli) neighCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "neigh", Short: "Routers' neighbour tables (ARP and ND)"}
+	cmd.AddCommand(&cobra.Command{Use: "show ROUTER", Short: "List a router's resolved neighbours", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: cl.completeNames("routers"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var ns []api.Neighbor
+			if _, err := cl.c.getJSON("/v1/routers/"+url.PathEscape(args[0])+"/neighbors", &ns); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(ns)
+			}
+			var rows [][]string
+			for _, n := range ns {
+				rows = append(rows, []string{n.IP, n.MAC, n.Interface, strconv.Itoa(n.Age), n.State})
+			}
+			cl.table("IP\tMAC\tINTERFACE\tAGE\tSTATE", rows)
+			return nil
+		}})
+	return cmd
+}
+
 func (cl *cli) traceCmd() *cobra.Command {
 	var req api.TraceRequest
-	cmd := &cobra.Command{Use: "trace --in-port PORT [header fields]",
-		Short: "Show how the pipeline would handle a packet: each stage's decision and the output ports",
+	var live string
+	var count int
+	var wait time.Duration
+	cmd := &cobra.Command{Use: "trace --in-port PORT [header fields] | --live PORT [--count N]",
+		Short: "Show how the pipeline handles a packet: each stage's decision and the output ports",
+		Long: `With --in-port, trace a packet described by header fields through the
+pipeline without sending it (like ovs-appctl ofproto/trace). With --live,
+capture the next --count packets received on a port as they are forwarded
+(like VPP's trace add), wait until they are in or --wait passes, and print
+them.`,
 		Example: `  vswitchctl trace --in-port a --eth-dst 02:00:00:00:00:02 --ipv4-src 10.10.0.2 --ipv4-dst 10.20.0.2 --ip-proto 6 --l4-dst 80
-  vswitchctl trace --in-port t --vlan 20 --ipv6-src fd20::2 --ipv6-dst fd10::2`,
+  vswitchctl trace --in-port t --vlan 20 --ipv6-src fd20::2 --ipv6-dst fd10::2
+  vswitchctl trace --live a --count 10`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if live != "" {
+				return cl.liveTrace(live, count, wait)
+			}
+			if req.InPort == "" {
+				return usageErr("trace: give --in-port (a described packet) or --live PORT")
+			}
 			body, _ := json.Marshal(req)
 			r, err := cl.c.do("POST", "/v1/trace", body)
 			if err != nil {
@@ -509,8 +647,46 @@ func (cl *cli) traceCmd() *cobra.Command {
 	f.IntVar(&req.TTL, "ttl", 0, "TTL or hop limit (default 64)")
 	f.IntVar(&req.L4Src, "l4-src", 0, "TCP/UDP source port")
 	f.IntVar(&req.L4Dst, "l4-dst", 0, "TCP/UDP destination port")
-	cmd.MarkFlagRequired("in-port")
+	f.StringVar(&live, "live", "", "capture packets received on this port instead")
+	f.IntVar(&count, "count", 10, "with --live: packets to capture (1.."+strconv.Itoa(api.MaxLiveTrace)+")")
+	f.DurationVar(&wait, "wait", 10*time.Second, "with --live: how long to wait for the packets")
 	return cmd
+}
+
+// liveTrace arms a live trace on port, polls until count packets are in
+// or wait passes, and prints what was captured.
+func (cl *cli) liveTrace(port string, count int, wait time.Duration) error {
+	if count < 1 || count > api.MaxLiveTrace {
+		return usageErr("--count: %d is not in 1..%d", count, api.MaxLiveTrace)
+	}
+	path := "/v1/ports/" + url.PathEscape(port) + "/trace"
+	body, _ := json.Marshal(api.LiveTraceRequest{Count: count})
+	if _, err := cl.c.do("POST", path, body); err != nil {
+		return notYet(err, "live trace")
+	}
+	var res api.LiveTrace
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := cl.c.getJSON(path, &res); err != nil {
+			return err
+		}
+		if res.Captured >= count || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if cl.json {
+		return cl.printJSON(res)
+	}
+	fmt.Fprintf(cl.out, "port %s: %d of %d packets captured\n", res.Port, res.Captured, res.Count)
+	for _, r := range res.Records {
+		fmt.Fprintf(cl.out, "\nPacket %d  %s  worker %d queue %d\n  %s\n", r.Seq+1, r.Time.Format("15:04:05.000000"), r.Worker, r.Queue, r.Headers)
+		cl.printTrace(&api.TraceResult{InPort: port, Stages: r.Stages, Outputs: r.Outputs, Dropped: r.Dropped})
+		if r.MoreOutputs > 0 {
+			fmt.Fprintf(cl.out, "  and %d more outputs\n", r.MoreOutputs)
+		}
+	}
+	return nil
 }
 
 // printTrace prints a trace as ovs-appctl ofproto/trace does: stage by

@@ -417,3 +417,30 @@ func (d *Daemon) Trace(inPort string, frame []byte) (*api.TraceResult, error) {
 	}
 	return out, nil
 }
+
+// ArmTrace implements api.LiveTracer.
+func (d *Daemon) ArmTrace(port string, n int) error { return d.Switch.ArmTrace(port, n) }
+
+// DisarmTrace implements api.LiveTracer.
+func (d *Daemon) DisarmTrace(port string) error { return d.Switch.DisarmTrace(port) }
+
+// LiveTrace implements api.LiveTracer.
+func (d *Daemon) LiveTrace(port string) (*api.LiveTrace, error) {
+	r, err := d.Switch.LiveTrace(port)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.LiveTrace{Port: r.Port, Armed: r.Armed, Count: r.Count, Captured: r.Captured, Since: r.Since, Records: []api.LiveTraceRecord{}}
+	for _, rec := range r.Records {
+		lr := api.LiveTraceRecord{Seq: rec.Seq, Time: rec.Time, Worker: rec.Worker, Queue: rec.Queue, Len: rec.Len, Headers: rec.Headers,
+			Stages: []api.TraceStage{}, Outputs: []api.TraceOutput{}, MoreOutputs: rec.MoreOutputs, Dropped: rec.Dropped}
+		for _, s := range rec.Stages {
+			lr.Stages = append(lr.Stages, api.TraceStage{Stage: s.Stage, Decision: s.Decision})
+		}
+		for _, o := range rec.Outputs {
+			lr.Outputs = append(lr.Outputs, api.TraceOutput{Port: o.Port, VLAN: int(o.VLAN), Tagged: o.Tagged})
+		}
+		out.Records = append(out.Records, lr)
+	}
+	return out, nil
+}
