@@ -27,6 +27,9 @@ type TestpmdOptions struct {
 	// Interactive runs testpmd with -i and a stdin pipe for Cmd, so a test
 	// decides when forwarding starts.
 	Interactive bool
+	// Netns runs testpmd inside this network namespace (ip netns exec),
+	// e.g. a net_af_packet generator on a veth end that lives there.
+	Netns string
 }
 
 // Testpmd is a running dpdk-testpmd.
@@ -145,6 +148,10 @@ func LaunchTestpmd(bin string, o TestpmdOptions) (*Testpmd, error) {
 		// Line-buffer stdout: the prompt's answers go to a file, which
 		// stdio would otherwise buffer until exit.
 		p.cmd = exec.Command("stdbuf", append([]string{"-oL", bin}, args...)...)
+	}
+	if o.Netns != "" {
+		// ip netns exec execs the command: the pid stays testpmd's.
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Netns}, p.cmd.Args...)...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null unless Interactive
 	if o.Interactive {
