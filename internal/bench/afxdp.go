@@ -50,16 +50,22 @@ type XDPPoint struct {
 	Runs   []XDPRun `json:"runs"`
 	Mpps   float64  `json:"sink_mpps"` // median over good runs
 	Gbps   float64  `json:"gbps"`      // L2 frame bytes at the sink
+	// SwitchMpps and GenMpps are the medians of the runs' switch receive
+	// and generator send rates.
+	SwitchMpps float64 `json:"switch_rx_mpps"`
+	GenMpps    float64 `json:"gen_mpps"`
 }
 
 func (p *XDPPoint) summarize() {
-	var v []float64
+	var v, sw, gen []float64
 	for _, r := range p.Runs {
 		if r.Error == "" {
 			v = append(v, r.SinkMpps)
+			sw = append(sw, r.SwitchMpps)
+			gen = append(gen, r.GenMpps)
 		}
 	}
-	p.Mpps = median(v)
+	p.Mpps, p.SwitchMpps, p.GenMpps = median(v), median(sw), median(gen)
 	p.Gbps = p.Mpps * 1e6 * float64(p.Frame) * 8 / 1e9
 }
 
@@ -238,7 +244,7 @@ ports:
 	}
 	gen, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
 		Name: "gen", MainLcore: 0, Dir: dir, Netns: v.ns,
-		Vdevs: []string{"net_af_packet0,iface=" + v.far},
+		Vdevs: []string{"net_af_packet0,iface=" + v.far + ",qdisc_bypass=1"},
 		Args:  []string{"--nb-cores=1", "--forward-mode=txonly", fmt.Sprintf("--txpkts=%d", frame), "--total-num-mbufs=32768"},
 	})
 	if err != nil {
