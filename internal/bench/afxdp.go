@@ -205,7 +205,7 @@ ports:
 		}
 	case DPDKAFXDP:
 		be, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
-			Name: "dpdk-afxdp", MainLcore: 1, Dir: dir,
+			Name: "dpdk-afxdp", MainLcore: 1, Dir: dir, LineBuffered: true,
 			Vdevs: []string{
 				"net_af_xdp0,iface=" + v.near + ",start_queue=0,queue_count=1,force_copy=1",
 				"net_vhost0,iface=" + sock + ",queues=1",
@@ -231,7 +231,7 @@ ports:
 		}
 	}
 	sink, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
-		Name: "sink", MainLcore: 0, Dir: dir,
+		Name: "sink", MainLcore: 0, Dir: dir, LineBuffered: true,
 		Vdevs: []string{"net_virtio_user0,path=" + sock + ",queues=1"},
 		Args:  []string{"--nb-cores=1", "--forward-mode=rxonly", "--total-num-mbufs=32768"},
 	})
@@ -243,7 +243,7 @@ ports:
 		return XDPRun{}, fmt.Errorf("%w\nsink log:\n%s", err, tailLines(sink.Log(), 20))
 	}
 	gen, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
-		Name: "gen", MainLcore: 0, Dir: dir, Netns: v.ns,
+		Name: "gen", MainLcore: 0, Dir: dir, Netns: v.ns, LineBuffered: true,
 		Vdevs: []string{"net_af_packet0,iface=" + v.far + ",qdisc_bypass=1"},
 		Args:  []string{"--nb-cores=1", "--forward-mode=txonly", fmt.Sprintf("--txpkts=%d", frame), "--total-num-mbufs=32768"},
 	})

@@ -30,6 +30,10 @@ type TestpmdOptions struct {
 	// Netns runs testpmd inside this network namespace (ip netns exec),
 	// e.g. a net_af_packet generator on a veth end that lives there.
 	Netns string
+	// LineBuffered line-buffers stdout (as Interactive does) so that
+	// --stats-period blocks reach the log as they are printed, for a
+	// reader that measures while testpmd runs.
+	LineBuffered bool
 }
 
 // Testpmd is a running dpdk-testpmd.
@@ -144,9 +148,9 @@ func LaunchTestpmd(bin string, o TestpmdOptions) (*Testpmd, error) {
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
 	p.cmd = exec.Command(bin, args...)
-	if o.Interactive {
-		// Line-buffer stdout: the prompt's answers go to a file, which
-		// stdio would otherwise buffer until exit.
+	if o.Interactive || o.LineBuffered {
+		// Line-buffer stdout: the prompt's answers and the stats go to a
+		// file, which stdio would otherwise write 4 KiB at a time.
 		p.cmd = exec.Command("stdbuf", append([]string{"-oL", bin}, args...)...)
 	}
 	if o.Netns != "" {
