@@ -49,7 +49,9 @@ peers:
 	$(GO) test -p 1 -count=1 -timeout 20m -v $(PEER_PKGS)
 
 # The peer benchmark (cmd/vswitch-bench): vswitchd vs OVS-DPDK vs testpmd
-# net_vhost in the learned-unicast loop; prints the table, writes
+# net_vhost in the learned-unicast loop, then vswitchd's AF_XDP port vs
+# DPDK's net_af_xdp (namespace generator -> veth -> vhost-user sink); prints
+# a table for each, writes
 # bench-results/bench.json and bench.png. BENCH_FLAGS passes flags
 # (e.g. BENCH_FLAGS="-runs 5 -frames 64"). Needs root.
 BENCH_FLAGS ?=

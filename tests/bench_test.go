@@ -9,13 +9,16 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/vswitch/vswitch/afxdp/afxdptest"
 	"github.com/vswitch/vswitch/internal/bench"
 	"github.com/vswitch/vswitch/internal/testutil"
 )
 
 // TestBenchSmoke runs the peer benchmark (cmd/vswitch-bench) in smoke mode:
 // every switch starts, one 2-second 64-byte split-ring run each, and each
-// must pass traffic both ways. It proves the harness works, not how fast.
+// must pass traffic both ways; in the AF_XDP topology (vswitchd-afxdp,
+// dpdk-afxdp) frames from the namespace must reach the sink. It proves the
+// harness works, not how fast.
 func TestBenchSmoke(t *testing.T) {
 	testutil.RequireRoot(t)
 	tp := testutil.RequireBinary(t, "dpdk-testpmd")
@@ -24,7 +27,8 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	_, err := os.Stat(testutil.OVSDPDKVswitchd)
 	testutil.Require(t, err == nil, "%s missing (apt-get install openvswitch-switch-dpdk)", testutil.OVSDPDKVswitchd)
-	testutil.RequireHugepages(t, 384) // frontend and backend -m 256 each, OVS 512 MiB
+	testutil.RequireHugepages(t, 384) // three testpmds -m 256 each, or two and OVS 512 MiB
+	afxdptest.Require(t)
 	log := logrus.New()
 	log.SetOutput(testWriter{t})
 	o := bench.Options{
@@ -33,19 +37,24 @@ func TestBenchSmoke(t *testing.T) {
 		Dir: testutil.ShortTempDir(t), Vswitchd: testutil.VswitchdBinary(t), Testpmd: tp,
 		Log: logrus.NewEntry(log),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rep, err := bench.Bench(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", rep.Table())
-	if len(rep.Points) != len(bench.AllSwitches) {
-		t.Fatalf("%d points, want one per switch", len(rep.Points))
+	if len(rep.Points) != len(bench.LoopSwitches) || len(rep.AFXDP) != len(bench.AFXDPSwitches) {
+		t.Fatalf("%d loop and %d AF_XDP points, want one per switch", len(rep.Points), len(rep.AFXDP))
 	}
 	for _, p := range rep.Points {
 		if p.Mpps <= 0 {
 			t.Errorf("%s passed no traffic", p.Switch)
+		}
+	}
+	for _, p := range rep.AFXDP {
+		if p.Mpps <= 0 || p.SwitchMpps <= 0 {
+			t.Errorf("%s: nothing from the namespace reached the sink (switch rx %.3f, sink %.3f Mpps)", p.Switch, p.SwitchMpps, p.Mpps)
 		}
 	}
 	dir := t.TempDir()

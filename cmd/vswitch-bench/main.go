@@ -1,6 +1,8 @@
 // Command vswitch-bench runs the peer benchmark (internal/bench): vswitchd
 // against OVS-DPDK and testpmd's vhost backend in the learned-unicast loop,
-// and prints one table; it also writes bench.json and bench.png.
+// then vswitchd's AF_XDP port against DPDK's net_af_xdp (switches
+// vswitchd-afxdp, dpdk-afxdp), and prints a table for each; it also writes
+// bench.json and bench.png.
 package main
 
 import (
@@ -70,7 +72,7 @@ func main() {
 	} else {
 		os.RemoveAll(dir)
 	}
-	if rep != nil && len(rep.Points) > 0 && (err == nil || interrupted) {
+	if rep != nil && len(rep.Points)+len(rep.AFXDP) > 0 && (err == nil || interrupted) {
 		if err != nil {
 			fmt.Println("interrupted: the table holds the runs completed so far")
 		}
@@ -81,8 +83,10 @@ func main() {
 		if e := rep.WriteJSON(filepath.Join(*out, "bench.json")); e != nil {
 			log.Fatal(e)
 		}
-		if e := rep.WritePNG(filepath.Join(*out, "bench.png")); e != nil {
-			log.Fatal(e)
+		if len(rep.Points) > 0 { // the chart shows the loop
+			if e := rep.WritePNG(filepath.Join(*out, "bench.png")); e != nil {
+				log.Fatal(e)
+			}
 		}
 		log.WithField("dir", *out).Info("wrote bench.json and bench.png")
 	}

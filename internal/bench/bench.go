@@ -36,8 +36,12 @@ const (
 	Testpmd    = "testpmd"     // testpmd net_vhost io forward
 )
 
-// AllSwitches lists every switch the harness knows.
-var AllSwitches = []string{Vswitchd, VswitchdXC, OVSNormal, OVSXC, Testpmd}
+// LoopSwitches are the switches of the learned-unicast loop.
+var LoopSwitches = []string{Vswitchd, VswitchdXC, OVSNormal, OVSXC, Testpmd}
+
+// AllSwitches lists every switch the harness knows: the loop's, then the
+// AF_XDP topology's (afxdp.go), which run after the loop.
+var AllSwitches = append(slices.Clone(LoopSwitches), AFXDPSwitches...)
 
 // Rings.
 const (
@@ -93,6 +97,8 @@ type Report struct {
 	Secs     float64   `json:"secs"`
 	RunCount int       `json:"runs"`
 	Points   []*Point  `json:"points"`
+	// AFXDP are the AF_XDP topology's points (afxdp.go).
+	AFXDP []*XDPPoint `json:"afxdp,omitempty"`
 }
 
 // Bench runs o and returns the report; it stops between runs when ctx is
@@ -104,10 +110,29 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 	huge := snapshotHugepages()
 	defer huge.sweep(o.Log)
 	rep := &Report{Started: time.Now(), Cores: numCPU(), Secs: o.Secs, RunCount: o.Runs}
+	var loop, xdp []string
+	for _, sw := range o.Switches {
+		if isAFXDP(sw) {
+			xdp = append(xdp, sw)
+		} else {
+			loop = append(loop, sw)
+		}
+	}
+	if err := o.benchLoop(ctx, rep, loop); err != nil || len(xdp) == 0 {
+		return rep, err
+	}
+	return rep, o.benchAFXDP(ctx, rep, xdp)
+}
+
+// benchLoop runs the learned-unicast loop for switches.
+func (o *Options) benchLoop(ctx context.Context, rep *Report, switches []string) error {
+	if len(switches) == 0 {
+		return nil
+	}
 	points := map[string]*Point{}
 	for _, ring := range o.Rings {
 		for _, frame := range o.Frames {
-			for _, sw := range o.Switches {
+			for _, sw := range switches {
 				p := &Point{Switch: sw, Ring: ring, Frame: frame}
 				points[p.key()] = p
 				rep.Points = append(rep.Points, p)
@@ -124,9 +149,9 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 	for _, ring := range o.Rings {
 		for _, frame := range o.Frames {
 			for run := 1; run <= o.Runs; run++ {
-				for _, sw := range o.Switches {
+				for _, sw := range switches {
 					if err := ctx.Err(); err != nil {
-						return rep, err
+						return err
 					}
 					if !isOVS(sw) {
 						ovs.close()
@@ -154,10 +179,10 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 					}
 					if err != nil {
 						if ctx.Err() != nil {
-							return rep, ctx.Err()
+							return ctx.Err()
 						}
 						if o.Strict {
-							return rep, fmt.Errorf("%s %s %dB run %d: %w", sw, ring, frame, run, err)
+							return fmt.Errorf("%s %s %dB run %d: %w", sw, ring, frame, run, err)
 						}
 						log.WithError(err).Warn("run failed; left out of the median")
 						r.Error = err.Error()
@@ -170,7 +195,7 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
-	return rep, nil
+	return nil
 }
 
 func (o *Options) check() error {
@@ -204,7 +229,12 @@ func (o *Options) check() error {
 	needOVS, needVS := false, false
 	for _, s := range o.Switches {
 		needOVS = needOVS || isOVS(s)
-		needVS = needVS || s == Vswitchd || s == VswitchdXC
+		needVS = needVS || s == Vswitchd || s == VswitchdXC || s == VswitchdAFXDP
+		if isAFXDP(s) {
+			if _, err := exec.LookPath("ip"); err != nil {
+				return errors.New("bench: the AF_XDP topology needs ip (iproute2)")
+			}
+		}
 	}
 	if needVS && o.Vswitchd == "" {
 		return errors.New("bench: no vswitchd binary")
@@ -225,8 +255,9 @@ func (o *Options) check() error {
 	if o.OVSSocketMem == 0 {
 		o.OVSSocketMem = 512
 	}
-	// Frontend and backend take -m 256 each; OVS its socket memory.
-	want := 2 * 128
+	// Frontend and backend take -m 256 each (the AF_XDP topology three
+	// testpmds); OVS its socket memory.
+	want := 3 * 128
 	if needOVS {
 		want = 128 + o.OVSSocketMem/2
 	}

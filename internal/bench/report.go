@@ -35,9 +35,52 @@ func (r *Report) find(sw, ring string, frame int) *Point {
 // cross-connect rows) to OVS-DPDK and to testpmd at that point.
 func (r *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "learned-unicast loop (PEERS.md 8), %d cores, median of %d runs x %.0f s; Mpps per direction, Gbit/s both directions (L2 bytes)\n",
+	if len(r.Points) > 0 {
+		r.loopTable(&b)
+	}
+	if len(r.AFXDP) > 0 {
+		if len(r.Points) > 0 {
+			b.WriteString("\n")
+		}
+		r.xdpTable(&b)
+	}
+	return b.String()
+}
+
+// xdpTable renders the AF_XDP topology: one row per switch and frame, with
+// vswitchd's ratio to DPDK's AF_XDP PMD at that frame size.
+func (r *Report) xdpTable(b *strings.Builder) {
+	fmt.Fprintf(b, "AF_XDP: netns af_packet txonly -> veth -> switch (AF_XDP) -> vhost-user -> virtio_user rxonly, median of %d runs x %.0f s\n",
+		r.RunCount, r.Secs)
+	w := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "frame\tswitch\tgen tx Mpps\tswitch rx Mpps\tsink rx Mpps\tsink Gbit/s\tvswitchd/dpdk (sw rx)\truns sw rx/sink Mpps\t")
+	for _, p := range r.AFXDP {
+		ratio := ""
+		if p.Switch == VswitchdAFXDP {
+			for _, q := range r.AFXDP {
+				if q.Switch == DPDKAFXDP && q.Frame == p.Frame && q.SwitchMpps > 0 {
+					ratio = fmt.Sprintf("%.2f", p.SwitchMpps/q.SwitchMpps)
+				}
+			}
+		}
+		var runs []string
+		for _, run := range p.Runs {
+			if run.Error != "" {
+				runs = append(runs, "fail")
+			} else {
+				runs = append(runs, fmt.Sprintf("%.2f/%.3f", run.SwitchMpps, run.SinkMpps))
+			}
+		}
+		fmt.Fprintf(w, "%d\t%s\t%.3f\t%.3f\t%.3f\t%.2f\t%s\t%s\t\n", p.Frame, p.Switch, p.GenMpps, p.SwitchMpps, p.Mpps, p.Gbps, ratio, strings.Join(runs, " "))
+	}
+	w.Flush()
+	b.WriteString("vswitchd-afxdp: vswitchd afxdp port + vhostuser port; dpdk-afxdp: testpmd io net_af_xdp (force_copy) <-> net_vhost; switch on CPU 0, generator and sink share CPU 1 (two busy pollers on one CPU: the sink drains its ring once per scheduler slice, so sink rx is a floor)\n")
+}
+
+func (r *Report) loopTable(b *strings.Builder) {
+	fmt.Fprintf(b, "learned-unicast loop (PEERS.md 8), %d cores, median of %d runs x %.0f s; Mpps per direction, Gbit/s both directions (L2 bytes)\n",
 		r.Cores, r.RunCount, r.Secs)
-	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "ring\tframe\tswitch\tMpps/dir\tGbit/s\tvswitchd/OVS\tvswitchd/testpmd\truns (Mpps/dir)\t")
 	for _, p := range r.Points {
 		ovsRatio, tpRatio := "", ""
@@ -67,7 +110,6 @@ func (r *Report) Table() string {
 	}
 	w.Flush()
 	b.WriteString("vswitchd/OVS: vswitchd vs ovs-normal, vswitchd-xc vs ovs-xc; vswitchd/testpmd: vs testpmd net_vhost io forward\n")
-	return b.String()
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -27,6 +27,13 @@ type TestpmdOptions struct {
 	// Interactive runs testpmd with -i and a stdin pipe for Cmd, so a test
 	// decides when forwarding starts.
 	Interactive bool
+	// Netns runs testpmd inside this network namespace (ip netns exec),
+	// e.g. a net_af_packet generator on a veth end that lives there.
+	Netns string
+	// LineBuffered line-buffers stdout (as Interactive does) so that
+	// --stats-period blocks reach the log as they are printed, for a
+	// reader that measures while testpmd runs.
+	LineBuffered bool
 }
 
 // Testpmd is a running dpdk-testpmd.
@@ -141,10 +148,14 @@ func LaunchTestpmd(bin string, o TestpmdOptions) (*Testpmd, error) {
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "# %s\n", strings.Join(p.Cmdline, " "))
 	p.cmd = exec.Command(bin, args...)
-	if o.Interactive {
-		// Line-buffer stdout: the prompt's answers go to a file, which
-		// stdio would otherwise buffer until exit.
+	if o.Interactive || o.LineBuffered {
+		// Line-buffer stdout: the prompt's answers and the stats go to a
+		// file, which stdio would otherwise write 4 KiB at a time.
 		p.cmd = exec.Command("stdbuf", append([]string{"-oL", bin}, args...)...)
+	}
+	if o.Netns != "" {
+		// ip netns exec execs the command: the pid stays testpmd's.
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Netns}, p.cmd.Args...)...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf // stdin stays nil = /dev/null unless Interactive
 	if o.Interactive {
