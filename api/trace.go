@@ -13,7 +13,7 @@ import (
 )
 
 // TraceRequest describes a packet to trace: an input port and header
-// fields. Left out: Ethernet addresses get fixed placeholder MACs, no
+// fields. Left out: Ethernet addresses get fixed stand-in MACs, no
 // VLAN tag, no IP header unless an address is given, UDP when ports are.
 type TraceRequest struct {
 	InPort  string `json:"in_port"`
