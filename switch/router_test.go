@@ -322,19 +322,6 @@ func BenchmarkBridgedVLAN(b *testing.B) {
 	benchLoop(b, newLoopFrame(r, vswitch.BatchSize, vframe(b, mac(0), mac(1), -1, 64-14-28)))
 }
 
-func benchLoop(b *testing.B, l *loop) {
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		l.step()
-	}
-	b.StopTimer()
-	if l.forwarded < b.N {
-		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
-}
-
 // A trace runs the real stages without learning or sending anything.
 func TestTrace(t *testing.T) {
 	r, m10, m20 := routerRig(t)

@@ -448,50 +448,35 @@ func (l *loop) step() {
 // BenchmarkGuestToGuest forwards 64-byte frames from one fake guest to
 // another through the bridge, a batch per iteration.
 func BenchmarkGuestToGuest(b *testing.B) {
-	r := newRig(b, 2)
-	l := newLoop(b, r, vswitch.BatchSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		l.step()
-	}
-	b.StopTimer()
-	if l.forwarded < b.N {
-		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+	benchLoop(b, newLoop(b, newRig(b, 2), vswitch.BatchSize))
 }
 
 // BenchmarkGuestToGuestPacked is BenchmarkGuestToGuest over packed rings.
 func BenchmarkGuestToGuestPacked(b *testing.B) {
 	l := newPackedLoop(b, newRigOpts(b, 2, vhostusertest.Options{Packed: true}), vswitch.BatchSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		l.step()
-	}
-	b.StopTimer()
-	if l.forwarded < b.N {
-		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+	benchSteps(b, l.step, &l.forwarded)
 }
 
 // BenchmarkGuestToGuestXconnect is BenchmarkGuestToGuest through a
 // cross-connect bridge: no FDB learning or lookup.
 func BenchmarkGuestToGuestXconnect(b *testing.B) {
-	r := newRigMode(b, 2, vhostusertest.Options{}, true)
-	l := newLoop(b, r, vswitch.BatchSize)
+	benchLoop(b, newLoop(b, newRigMode(b, 2, vhostusertest.Options{}, true), vswitch.BatchSize))
+}
+
+// benchLoop runs l a batch per iteration and reports ns per forwarded packet.
+func benchLoop(b *testing.B, l *loop) { benchSteps(b, l.step, &l.forwarded) }
+
+func benchSteps(b *testing.B, step func(), forwarded *int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		l.step()
+		step()
 	}
 	b.StopTimer()
-	if l.forwarded < b.N {
-		b.Fatalf("forwarded %d in %d batches", l.forwarded, b.N)
+	if *forwarded < b.N {
+		b.Fatalf("forwarded %d in %d batches", *forwarded, b.N)
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(l.forwarded), "ns/pkt")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(*forwarded), "ns/pkt")
 }
 
 func BenchmarkFDBLookup(b *testing.B) {
