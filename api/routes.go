@@ -31,6 +31,7 @@ func (h *handler) routes() []route {
 			Request: TraceRequest{}, Response: TraceResult{}, Codes: []int{200, 400, 404, 413, 422}, handle: h.postTrace})
 	}
 	rs = append(rs, h.inspectRoutes()...)
+	rs = append(rs, h.workerRoutes()...)
 	if h.liveTracer() != nil {
 		rs = append(rs,
 			route{Method: "POST", Path: "/v1/ports/{name}/trace", Summary: "Arm a live trace: capture the next count (1..1000) packets received on the port, replacing any capture there",

@@ -161,8 +161,14 @@ func (s *Switch) PollOnce() bool {
 	work := false
 	for _, w := range s.workers {
 		w.epoch.Add(1)
-		work = w.pollOnce() || work
+		busy := w.pollOnce()
 		w.epoch.Add(1)
+		w.tally.polls++
+		if busy {
+			w.tally.busyPolls++
+		}
+		w.publish()
+		work = busy || work
 	}
 	s.neigh.apply(nil)
 	return work

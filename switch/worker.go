@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/vswitch/vswitch/internal/hw"
 	"github.com/vswitch/vswitch/nat"
 	"github.com/vswitch/vswitch/virtio"
 )
@@ -20,6 +21,8 @@ type Worker struct {
 	cpu   int
 	sw    *Switch
 	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
+	tally workerTally
+	pub   workerPublished
 
 	batch Batch
 	// Receive chains taken for the frames of the batch in flight, and
@@ -88,6 +91,7 @@ func (w *Worker) run() {
 	debug.SetPanicOnFault(true)
 	for !w.loop() {
 	}
+	w.publish()
 }
 
 // loop polls until the switch stops (true) or a fault was recovered (false).
@@ -100,14 +104,25 @@ func (w *Worker) loop() (stopped bool) {
 	}()
 	idle := 0
 	var idleSince time.Time
+	t := &w.tally
+	last := hw.Cycles()
 	for {
 		w.epoch.Add(1) // odd: in a batch
 		work := w.pollOnce()
 		w.epoch.Add(1) // even: quiescent
+		now := hw.Cycles()
+		if t.polls++; t.polls%publishEvery == 0 {
+			w.publish()
+		}
 		if work {
+			t.busyPolls++
+			t.busy += now - last
+			last = now
 			idle = 0
 			continue
 		}
+		t.idle += now - last
+		last = now
 		idle++
 		if idle&1023 == 0 {
 			select {
@@ -122,18 +137,21 @@ func (w *Worker) loop() (stopped bool) {
 		// Adaptive polling: keep spinning through the short gaps of a busy
 		// front-end (a sleep there costs a round trip), then back off to
 		// short sleeps so guests sharing the CPU get it.
-		now := time.Now()
+		wall := time.Now()
 		if idle == 64 {
-			idleSince = now
+			idleSince = wall
 		}
-		switch quiet := now.Sub(idleSince); {
-		case quiet < spinWindow:
+		quiet := wall.Sub(idleSince)
+		if quiet < spinWindow {
 			continue
-		case quiet < 50*time.Millisecond:
+		}
+		w.publish()
+		if quiet < 50*time.Millisecond {
 			time.Sleep(50 * time.Microsecond)
-		default:
+		} else {
 			time.Sleep(time.Millisecond)
 		}
+		last = hw.Cycles() // sleeping is not polling
 		select {
 		case <-w.sw.stop:
 			return true
@@ -180,6 +198,8 @@ func (w *Worker) pollOnce() bool {
 		if src.port.Port.Receive(w, src.q, b, src.port.Counters) == 0 {
 			continue
 		}
+		w.tally.packets += uint64(b.N)
+		w.tally.batches++
 		work = true
 		w.forward(src.port, b)
 		src.port.Port.Release(b)

@@ -34,6 +34,7 @@ func main() {
 	vswitchd := flag.String("vswitchd", "", "vswitchd binary (default: vswitchd next to this binary, then PATH)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (sockets, peer logs)")
 	verbose := flag.Bool("v", false, "debug logs")
+	prio := flag.Bool("prioritize", true, "run in a CPU cgroup with the largest weight, so other work on the machine barely disturbs the measurement")
 	flag.Parse()
 
 	log := logrus.New()
@@ -53,6 +54,13 @@ func main() {
 	}
 	if *smoke {
 		o.Frames, o.Rings, o.Runs, o.Secs, o.Skip, o.Strict = []int{64}, []string{bench.Split}, 1, 2, 1, true
+	}
+	if *prio {
+		if dir, err := bench.Prioritize(); err != nil {
+			log.WithError(err).Warn("-prioritize: cannot raise the benchmark's CPU weight; other work on the machine will disturb the figures")
+		} else {
+			log.WithField("cgroup", dir).Info("benchmark processes run with the largest CPU weight")
+		}
 	}
 	if p, err := exec.LookPath("dpdk-testpmd"); err == nil {
 		o.Testpmd = p

@@ -86,7 +86,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	pf.StringVar(&cl.tokenFile, "token-file", "", "file holding the API bearer token (default $VSWITCH_TOKEN)")
 	pf.StringVar(&cl.caFile, "cacert", "", "CA certificate (PEM) for an https:// API")
 	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
-	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.configCmd(),
+	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.workersCmd(), cl.configCmd(),
 		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
 		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
 		cl.traceCmd())
@@ -393,6 +393,32 @@ func (cl *cli) statsCmd() *cobra.Command {
 				return cl.printJSON(out)
 			}
 			cl.table("PORT\tRX_PKTS\tRX_BYTES\tTX_PKTS\tTX_BYTES\tDROPS", rows)
+			return nil
+		}}
+}
+
+// workersCmd prints the polling workers' counters, like OVS's
+// dpif-netdev/pmd-stats-show.
+func (cl *cli) workersCmd() *cobra.Command {
+	return &cobra.Command{Use: "workers", Short: "Polling workers: queues, packets, average batch, busy share, busy ns per packet", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var ws []api.WorkerStatus
+			if _, err := cl.c.getJSON("/v1/workers", &ws); err != nil {
+				return err
+			}
+			if cl.json {
+				return cl.printJSON(ws)
+			}
+			var rows [][]string
+			for _, w := range ws {
+				cpu := "-"
+				if w.CPU >= 0 {
+					cpu = strconv.Itoa(w.CPU)
+				}
+				rows = append(rows, []string{strconv.Itoa(w.ID), cpu, u(w.Packets), u(w.Polls), u(w.BusyPolls),
+					fmt.Sprintf("%.1f", w.AvgBatch), fmt.Sprintf("%.1f%%", w.BusyPct), fmt.Sprintf("%.1f", w.NsPerPkt), strings.Join(w.Queues, " ")})
+			}
+			cl.table("WORKER\tCPU\tPACKETS\tPOLLS\tBUSY_POLLS\tAVG_BATCH\tBUSY\tNS/PKT\tQUEUES", rows)
 			return nil
 		}}
 }

@@ -11,6 +11,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -77,7 +78,11 @@ type Options struct {
 type Run struct {
 	Port0Mpps float64 `json:"port0_mpps"` // B -> A
 	Port1Mpps float64 `json:"port1_mpps"` // A -> B
-	Error     string  `json:"error,omitempty"`
+	// vswitchd's own view of the run (GET /v1/workers, the whole run):
+	// busy nanoseconds per packet and packets per non-empty receive.
+	NsPerPkt float64 `json:"switch_ns_per_packet,omitempty"`
+	AvgBatch float64 `json:"switch_avg_batch,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // Point is one switch at one frame size and ring layout.
@@ -304,6 +309,7 @@ func (o *Options) runOne(ctx context.Context, sw, ring string, frame int, dir st
 	sockA, sockB := filepath.Join(dir, "A.sock"), filepath.Join(dir, "B.sock")
 	server := false        // the frontend listens (OVS connects as dpdkvhostuserclient)
 	var ready func() error // waits until the switch has both ports up
+	var worker func() (api.WorkerStatus, bool) // vswitchd's worker counters
 	switch sw {
 	case Vswitchd, VswitchdXC:
 		mode := "learning"
@@ -324,6 +330,14 @@ ports:
 		defer v.Stop()
 		if err := waitSockets(ctx, 10*time.Second, sockA, sockB); err != nil {
 			return Run{}, fmt.Errorf("vswitchd: %w\n%s", err, tailLines(v.Log(), 20))
+		}
+		worker = func() (api.WorkerStatus, bool) {
+			var ws []api.WorkerStatus
+			code, body, _, err := v.Do("GET", "/v1/workers", "")
+			if err != nil || code != 200 || json.Unmarshal(body, &ws) != nil || len(ws) != 1 {
+				return api.WorkerStatus{}, false
+			}
+			return ws[0], true
 		}
 		ready = func() error {
 			return waitFor(ctx, 30*time.Second, "vswitchd ports vm1 and vm2 running", func() bool {
@@ -384,7 +398,20 @@ ports:
 			})
 		}
 	}
-	return o.frontend(ctx, dir, sockA, sockB, ring, frame, server, ready)
+	var before api.WorkerStatus
+	if worker != nil {
+		before, _ = worker()
+	}
+	r, err := o.frontend(ctx, dir, sockA, sockB, ring, frame, server, ready)
+	if worker != nil {
+		if after, ok := worker(); ok {
+			d := after.Sub(before)
+			r.NsPerPkt, r.AvgBatch = d.NsPerPkt, d.AvgBatch
+			o.Log.WithFields(logrus.Fields{"ns_per_packet": fmt.Sprintf("%.1f", d.NsPerPkt), "avg_batch": fmt.Sprintf("%.1f", d.AvgBatch),
+				"busy_pct": fmt.Sprintf("%.1f", d.BusyPct)}).Info("vswitchd worker over the run")
+		}
+	}
+	return r, err
 }
 
 // waitFor polls cond every 100 ms.

@@ -59,3 +59,21 @@ func (d *Daemon) Neighbors(router string) ([]api.Neighbor, error) {
 	}
 	return out, nil
 }
+
+// Workers implements api.WorkerSource.
+func (d *Daemon) Workers() []api.WorkerStatus {
+	var out []api.WorkerStatus
+	for _, w := range d.Switch.WorkerStats() {
+		ws := api.WorkerStatus{
+			ID: w.ID, CPU: w.CPU, Queues: w.Queues, Polls: w.Polls, BusyPolls: w.BusyPolls,
+			Packets: w.Packets, Batches: w.Batches, BusyCycles: w.BusyCycles, IdleCycles: w.IdleCycles,
+			CyclesPerNs: w.CyclesPerNs,
+		}
+		if ws.Queues == nil {
+			ws.Queues = []string{}
+		}
+		ws.Derive()
+		out = append(out, ws)
+	}
+	return out
+}

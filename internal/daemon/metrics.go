@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +21,7 @@ type collector struct {
 	rxPackets, rxBytes, txPackets, txBytes, drops *prometheus.Desc
 	up, queues, connects, badMessages, configRev  *prometheus.Desc
 	fdbEntries, fdbRefused                        *prometheus.Desc
+	wPolls, wBusyPolls, wPackets, wBusy, wIdle    *prometheus.Desc
 }
 
 var dropReasons = func() []string {
@@ -47,11 +49,17 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		fdbEntries:  prometheus.NewDesc("vswitch_bridge_fdb_entries", "Learned (VLAN, MAC) entries.", []string{"bridge"}, nil),
 		fdbRefused: prometheus.NewDesc("vswitch_bridge_fdb_refused_total",
 			"MACs not learned because the bridge's fdb_max was reached or its probe window was full.", []string{"bridge"}, nil),
+		wPolls:     prometheus.NewDesc("vswitch_worker_polls_total", "Polling iterations over the worker's queues.", []string{"worker"}, nil),
+		wBusyPolls: prometheus.NewDesc("vswitch_worker_busy_polls_total", "Polling iterations that found packets.", []string{"worker"}, nil),
+		wPackets:   prometheus.NewDesc("vswitch_worker_packets_total", "Packets the worker received.", []string{"worker"}, nil),
+		wBusy:      prometheus.NewDesc("vswitch_worker_busy_seconds_total", "Time in polling iterations that found packets.", []string{"worker"}, nil),
+		wIdle:      prometheus.NewDesc("vswitch_worker_idle_seconds_total", "Time in polling iterations that found none.", []string{"worker"}, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused,
+		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle} {
 		ch <- d
 	}
 }
@@ -85,6 +93,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.connects, prometheus.CounterValue, float64(s.Protocol["connects"]), lv...)
 			ch <- prometheus.MustNewConstMetric(c.badMessages, prometheus.CounterValue, float64(s.Protocol["bad_messages"]), lv...)
 		}
+	}
+	for _, w := range c.d.Workers() {
+		id := strconv.Itoa(w.ID)
+		secs := func(cycles uint64) float64 { return float64(cycles) / w.CyclesPerNs / 1e9 }
+		ch <- prometheus.MustNewConstMetric(c.wPolls, prometheus.CounterValue, float64(w.Polls), id)
+		ch <- prometheus.MustNewConstMetric(c.wBusyPolls, prometheus.CounterValue, float64(w.BusyPolls), id)
+		ch <- prometheus.MustNewConstMetric(c.wPackets, prometheus.CounterValue, float64(w.Packets), id)
+		ch <- prometheus.MustNewConstMetric(c.wBusy, prometheus.CounterValue, secs(w.BusyCycles), id)
+		ch <- prometheus.MustNewConstMetric(c.wIdle, prometheus.CounterValue, secs(w.IdleCycles), id)
 	}
 	if c.revision != nil {
 		ch <- prometheus.MustNewConstMetric(c.configRev, prometheus.GaugeValue, float64(c.revision()))

@@ -1,0 +1,19 @@
+//go:build !amd64
+
+package hw
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+var base = time.Now()
+
+// Cycles counts nanoseconds where no cheap cycle counter is wired up.
+func Cycles() uint64 { return uint64(time.Since(base)) }
+
+// StoreRelease32 stores v at *p with (at least) release order.
+func StoreRelease32(p *uint32, v uint32) { atomic.StoreUint32(p, v) }
+
+// StoreRelease64 stores v at *p with (at least) release order.
+func StoreRelease64(p *uint64, v uint64) { atomic.StoreUint64(p, v) }
