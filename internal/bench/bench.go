@@ -307,8 +307,8 @@ func (o *Options) runOne(ctx context.Context, sw, ring string, frame int, dir st
 		return Run{}, err
 	}
 	sockA, sockB := filepath.Join(dir, "A.sock"), filepath.Join(dir, "B.sock")
-	server := false        // the frontend listens (OVS connects as dpdkvhostuserclient)
-	var ready func() error // waits until the switch has both ports up
+	server := false                            // the frontend listens (OVS connects as dpdkvhostuserclient)
+	var ready func() error                     // waits until the switch has both ports up
 	var worker func() (api.WorkerStatus, bool) // vswitchd's worker counters
 	switch sw {
 	case Vswitchd, VswitchdXC:
