@@ -14,7 +14,7 @@ import (
 )
 
 // BatchSize is how many packets a worker takes from one queue per turn.
-const BatchSize = 64
+const BatchSize = 32
 
 // HeadLen is how many leading bytes of a packet are copied out of the
 // sender's memory. Every forwarding decision is made on that copy, which a

@@ -129,6 +129,7 @@ func New(opts Options) *Switch {
 		if i < len(opts.CPUs) {
 			w.cpu = opts.CPUs[i]
 		}
+		w.solo = opts.Workers == 1
 		s.workers = append(s.workers, w)
 	}
 	if opts.Manual {

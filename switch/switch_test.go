@@ -353,7 +353,7 @@ const virtiotestNext = 1 // VRING_DESC_F_NEXT
 // The per-batch forwarding path allocates nothing.
 func TestForwardAllocatesNothing(t *testing.T) {
 	r := newRig(t, 2)
-	loop := newLoop(t, r, 64)
+	loop := newLoop(t, r, vswitch.BatchSize)
 	allocs := testing.AllocsPerRun(200, loop.step)
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per batch, want 0", allocs)
@@ -361,12 +361,12 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	if loop.forwarded == 0 {
 		t.Fatal("nothing forwarded")
 	}
-	pl := newPackedLoop(t, newRigOpts(t, 2, vhostusertest.Options{Packed: true}), 64)
+	pl := newPackedLoop(t, newRigOpts(t, 2, vhostusertest.Options{Packed: true}), vswitch.BatchSize)
 	if allocs := testing.AllocsPerRun(200, pl.step); allocs != 0 {
 		t.Fatalf("packed: %.1f allocations per batch, want 0", allocs)
 	}
-	if pl.forwarded < 200*64 {
-		t.Fatalf("packed: forwarded %d in 201 batches of 64", pl.forwarded)
+	if pl.forwarded < 200*vswitch.BatchSize {
+		t.Fatalf("packed: forwarded %d in 201 batches of %d", pl.forwarded, vswitch.BatchSize)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/internal/hw"
 	"github.com/vswitch/vswitch/switch/offload"
 	"github.com/vswitch/vswitch/vhostuser"
 	"github.com/vswitch/vswitch/virtio"
@@ -120,8 +121,14 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		avail = BatchSize - b.N
 	}
 	hdrLen := st.HdrLen
+	snd := senderOf(st)
+	skip := hdrLen // bytes prefetchHead leaves out: the header unless read
+	if snd.on {
+		skip = 0
+	}
 	var drops [NumDropReasons]uint64
-	// Pass 1 walks the chains; finishReceive then touches and copies.
+	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
+	// then copies the heads out.
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
 	for k := 0; k < avail; k++ {
@@ -141,10 +148,11 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 			continue
 		}
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
+		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, senderOf(st), &drops, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -171,8 +179,14 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		avail = BatchSize - b.N
 	}
 	hdrLen := st.HdrLen
+	snd := senderOf(st)
+	skip := hdrLen // bytes prefetchHead leaves out: the header unless read
+	if snd.on {
+		skip = 0
+	}
 	var drops [NumDropReasons]uint64
-	// Pass 1 walks the chains; finishReceive then touches and copies.
+	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
+	// then copies the heads out.
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
 	// Avail counted descriptors, not chains: stop when none is left.
@@ -193,10 +207,11 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 			continue
 		}
 		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
+		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, senderOf(st), &drops, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -214,21 +229,20 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 // their frame leave the batch: their descriptor heads are put in bad for
 // the caller to return; it returns how many.
 func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReasons]uint64, c *PortCounters, bad *[BatchSize]uint16) int {
-	// The virtio-net header often ends one cache line and the frame starts
-	// the next: touch both ends of what gather copies.
-	var touch byte
-	for i := first; i < b.N; i++ {
-		s := b.Pkts[i].Segs[0]
-		touch += s[0] + s[min(len(s), hdrLen+HeadLen)-1]
-	}
-	sink += touch
 	var bytes uint64
 	var refused [BatchSize]bool
 	nbad := 0
 	for i := first; i < b.N; i++ {
 		pkt := &b.Pkts[i]
+		// The virtio-net header is read only from a sender that may ask
+		// for offloads: it often has a cache line of its own, which the
+		// guest's CPU last wrote.
 		var vh [12]byte
-		pkt.gather(vh[:hdrLen])
+		if snd.on {
+			pkt.gather(vh[:hdrLen])
+		} else {
+			pkt.trim(hdrLen)
+		}
 		pkt.Off = HeadRoom
 		pkt.NHead = pkt.gather(pkt.Head[HeadRoom : HeadRoom+min(pkt.Len, HeadLen)])
 		pkt.Offload = offload.Meta{}
@@ -259,11 +273,18 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReaso
 	return nbad
 }
 
-// sink and sinkDesc keep the touch loads from being optimized away.
-var (
-	sink     byte
-	sinkDesc uint16
-)
+// sinkDesc keeps the descriptor touch loads from being optimized away.
+var sinkDesc uint16
+
+// prefetchHead asks for the cache lines of the first hdrLen+HeadLen bytes
+// of pkt's chain that finishReceive reads, from byte skip on, so the
+// misses of a whole batch overlap instead of stalling gather one by one.
+func prefetchHead(pkt *Packet, skip, hdrLen int) {
+	s0 := pkt.Segs[0]
+	if end := min(len(s0), hdrLen+HeadLen); skip < end {
+		hw.Prefetch(&s0[skip], end-skip)
+	}
+}
 
 // trim drops the first n bytes of the segments.
 func (pkt *Packet) trim(n int) {
@@ -375,9 +396,9 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 		return
 	}
 	lk := &p.rxLock[qi]
-	lk.Lock()
+	w.lockRx(lk)
 	if _, err := rxq.Avail(); err != nil {
-		lk.Unlock()
+		w.unlockRx(lk)
 		c.Drops[DropAvailCorrupt].Add(uint64(len(sel)))
 		p.stopCorrupt(st, c)
 		return
@@ -399,7 +420,7 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 		}
 	}
 	rxq.Flush()
-	lk.Unlock()
+	w.unlockRx(lk)
 	t.count(c)
 	if t.sent != 0 {
 		p.qtx[qi].Add(t.sent)
@@ -415,9 +436,9 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 		return
 	}
 	lk := &p.rxLock[qi]
-	lk.Lock()
+	w.lockRx(lk)
 	if _, err := rxq.Avail(); err != nil {
-		lk.Unlock()
+		w.unlockRx(lk)
 		c.Drops[DropAvailCorrupt].Add(uint64(len(sel)))
 		p.stopCorrupt(st, c)
 		return
@@ -439,7 +460,7 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 		}
 	}
 	rxq.Flush()
-	lk.Unlock()
+	w.unlockRx(lk)
 	t.count(c)
 	if t.sent != 0 {
 		p.qtx[qi].Add(t.sent)
@@ -535,6 +556,9 @@ func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueu
 					break frames // refused: the rest of its segments too
 				}
 				d.head, d.nseg, d.room = head, nseg, room
+				if nseg > 0 && len(d.segs[0]) > 0 { // ask for the lines the copy will write
+					hw.PrefetchW(&d.segs[0][0], min(len(d.segs[0]), need-got))
+				}
 				w.nd++
 				got += room
 			}
@@ -655,6 +679,9 @@ func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.Pac
 					break frames // refused: the rest of its segments too
 				}
 				d.head, d.nseg, d.room = head, nseg, room
+				if nseg > 0 && len(d.segs[0]) > 0 { // ask for the lines the copy will write
+					hw.PrefetchW(&d.segs[0][0], min(len(d.segs[0]), need-got))
+				}
 				w.nd++
 				got += room
 			}

@@ -3,6 +3,7 @@ package vswitch
 import (
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,9 @@ type Worker struct {
 	epoch atomic.Uint64 // odd while inside a batch; see Switch.Quiesce
 	tally workerTally
 	pub   workerPublished
+	// solo: the only worker, so no other one feeds a guest's receive
+	// queue and the queue locks (two atomic fences each) are skipped.
+	solo bool
 
 	batch Batch
 	// Receive chains taken for the frames of the batch in flight, and
@@ -70,6 +74,18 @@ type source struct {
 
 func newWorker(s *Switch, id int) *Worker {
 	return &Worker{id: id, cpu: -1, sw: s}
+}
+
+func (w *Worker) lockRx(mu *sync.Mutex) {
+	if !w.solo {
+		mu.Lock()
+	}
+}
+
+func (w *Worker) unlockRx(mu *sync.Mutex) {
+	if !w.solo {
+		mu.Unlock()
+	}
 }
 
 // ID is the worker's index; ports use it to pick a transmit queue.

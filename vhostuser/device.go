@@ -151,7 +151,7 @@ func NewDevice(opts Options, backend Backend) *Device {
 	}
 	d.offered = virtio.Bit(virtio.FVersion1) | virtio.Bit(virtio.FProtocolFeatures) |
 		virtio.Bit(virtio.RingFEventIdx) | virtio.Bit(virtio.NetFMTU) | virtio.Bit(virtio.RingFIndirectDesc) |
-		virtio.Bit(virtio.NetFMrgRxbuf) | virtio.Bit(virtio.FRingPacked)
+		virtio.Bit(virtio.NetFMrgRxbuf) | virtio.Bit(virtio.FRingPacked) | virtio.Bit(virtio.FInOrder)
 	if opts.QueuePairs > 1 {
 		d.offered |= virtio.Bit(virtio.NetFMQ)
 	}

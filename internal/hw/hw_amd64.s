@@ -21,3 +21,34 @@ TEXT ·StoreRelease64(SB), NOSPLIT, $0-16
 	MOVQ v+8(FP), BX
 	MOVQ BX, (AX)
 	RET
+
+// func PrefetchW(p *byte, n int)
+TEXT ·PrefetchW(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+	LEAQ (AX)(CX*1), CX
+	ANDQ $~63, AX
+pw:
+	CMPQ AX, CX
+	JAE  pwdone
+	// PREFETCHW (AX): 0F 0D /1, which the Go assembler does not name.
+	BYTE $0x0F; BYTE $0x0D; BYTE $0x08
+	ADDQ $64, AX
+	JMP  pw
+pwdone:
+	RET
+
+// func Prefetch(p *byte, n int)
+TEXT ·Prefetch(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+	LEAQ (AX)(CX*1), CX
+	ANDQ $~63, AX
+pr:
+	CMPQ AX, CX
+	JAE  prdone
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	JMP  pr
+prdone:
+	RET

@@ -66,3 +66,15 @@ func BenchmarkTimeNow(b *testing.B) {
 		time.Now()
 	}
 }
+
+func TestPrefetchIsHarmless(t *testing.T) {
+	b := make([]byte, 300)
+	PrefetchW(&b[0], len(b))
+	Prefetch(&b[1], 200)
+	PrefetchW(&b[299], 1)
+	Prefetch(&b[0], 0)
+	b[0] = 1
+	if b[0] != 1 {
+		t.Fatal("memory changed under a prefetch")
+	}
+}
