@@ -374,6 +374,19 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	// Groups and ACLs are API resources (/v1/acls/NAME): their names
+	// follow the same rule as ports'. Package acl reports a missing or
+	// duplicate one.
+	for i, g := range c.SecurityGroups {
+		if err := validName(g.Name); g.Name != "" && err != nil {
+			bad(fmt.Sprintf("security_groups[%d].name", i), "%v", err)
+		}
+	}
+	for i, a := range c.ACLs {
+		if err := validName(a.Name); a.Name != "" && err != nil {
+			bad(fmt.Sprintf("acls[%d].name", i), "%v", err)
+		}
+	}
 	if err := acl.Validate(c.Filter()); err != nil {
 		errs = append(errs, err)
 	} else {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/vswitch/vswitch/acl"
 )
 
 // NewState returns the first state of a config: revision 1, every resource
@@ -62,19 +64,26 @@ func jsonError(err error) error {
 	return err
 }
 
-// DecodePort decodes a port body (the config file's field names).
-func DecodePort(b []byte) (PortConfig, error) {
-	var p PortConfig
-	err := decodeStrict(bytes.NewReader(b), &p)
-	return p, err
+// decodeBody decodes one resource body strictly.
+func decodeBody[T any](b []byte) (T, error) {
+	var v T
+	err := decodeStrict(bytes.NewReader(b), &v)
+	return v, err
 }
 
+// DecodePort decodes a port body (the config file's field names).
+func DecodePort(b []byte) (PortConfig, error) { return decodeBody[PortConfig](b) }
+
 // DecodeBridge decodes a bridge body.
-func DecodeBridge(b []byte) (BridgeConfig, error) {
-	var br BridgeConfig
-	err := decodeStrict(bytes.NewReader(b), &br)
-	return br, err
+func DecodeBridge(b []byte) (BridgeConfig, error) { return decodeBody[BridgeConfig](b) }
+
+// DecodeSecurityGroup decodes a security group body.
+func DecodeSecurityGroup(b []byte) (acl.SecurityGroup, error) {
+	return decodeBody[acl.SecurityGroup](b)
 }
+
+// DecodeACL decodes an ACL body.
+func DecodeACL(b []byte) (acl.ACL, error) { return decodeBody[acl.ACL](b) }
 
 // DecodeConfig decodes a whole config: JSON strictly, or YAML (viper,
 // strict) when yaml is set.

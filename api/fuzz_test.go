@@ -28,6 +28,37 @@ func FuzzDecodePort(f *testing.F) {
 	})
 }
 
+// The security group and ACL decoders: what they accept re-encodes to the
+// same value (group picks the decoder).
+func FuzzDecodeFilter(f *testing.F) {
+	f.Add([]byte(`{"name":"web","rules":[{"direction":"ingress","ethertype":"ipv4","protocol":"tcp","ports":"80-81","remote":"0.0.0.0/0"}]}`), true)
+	f.Add([]byte(`{"name":"db","rules":[{"direction":"ingress","protocol":"icmp","icmp_type":8,"icmp_code":0,"remote_group":"web"}]}`), true)
+	f.Add([]byte(`{"name":"x","rules":[]}`), true)
+	f.Add([]byte(`{"name":"no-telnet","port":"a","direction":"ingress","priority":100,"protocol":"tcp","ports":"23","action":"deny"}`), false)
+	f.Add([]byte(`{"name":"p","port":"a","direction":"egress","priority":"high","action":"allow"}`), false)
+	f.Fuzz(func(t *testing.T, b []byte, group bool) {
+		var v, again any
+		var err error
+		if group {
+			v, err = DecodeSecurityGroup(b)
+		} else {
+			v, err = DecodeACL(b)
+		}
+		if err != nil {
+			return
+		}
+		enc, _ := json.Marshal(v)
+		if group {
+			again, err = DecodeSecurityGroup(enc)
+		} else {
+			again, err = DecodeACL(enc)
+		}
+		if err != nil || !sameJSON(again, v) {
+			t.Fatalf("%s: re-decoded %+v %v, want %+v", enc, again, err, v)
+		}
+	})
+}
+
 func FuzzDecodeConfig(f *testing.F) {
 	f.Add([]byte(`{"bridges":[{"name":"br0"}],"ports":[{"name":"vm1","type":"vhostuser","bridge":"br0","socket":"a"}]}`), false)
 	f.Add([]byte("bridges: [{name: br0}]\nports: []\n"), true)

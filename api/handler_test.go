@@ -29,6 +29,7 @@ type fakeDaemon struct {
 	running *Config
 	calls   int
 	fail    string
+	last    []string // the actions of the last reconcile
 }
 
 func (f *fakeDaemon) Reconcile(target *Config) ([]Action, error) {
@@ -40,7 +41,9 @@ func (f *fakeDaemon) Reconcile(target *Config) ([]Action, error) {
 		return nil, err
 	}
 	var done []Action
+	f.last = nil
 	for _, a := range acts {
+		f.last = append(f.last, a.String())
 		if a.Kind == KindPort && a.Name == f.fail && a.Op == OpAdd {
 			return done, errors.New("socket in use")
 		}
@@ -71,7 +74,13 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	c, err := Load([]byte(testYAML), "")
+	return newRigYAML(t, testYAML)
+}
+
+// newRigYAML is a rig whose daemon runs config y.
+func newRigYAML(t testing.TB, y string) *rig {
+	t.Helper()
+	c, err := Load([]byte(y), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,17 +371,30 @@ func TestOpenAPIInStep(t *testing.T) {
 		t.Error("PortStatus has no documented error field")
 	}
 	bodies := map[string]string{
-		"POST /v1/ports":              `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
-		"PUT /v1/ports/{name}":        `{"type":"vhostuser","bridge":"br1","socket":"vm8.sock"}`,
-		"PATCH /v1/ports/{name}":      `{"queues":2}`,
-		"POST /v1/bridges":            `{"name":"br7"}`,
-		"PUT /v1/bridges/{name}":      `{"mac_aging":30}`,
-		"PATCH /v1/bridges/{name}":    `{"mac_aging":40}`,
-		"PUT /v1/config":              `{"bridges":[{"name":"br0"}]}`,
-		"POST /v1/trace":              `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
-		"POST /v1/ports/{name}/trace": `{"count":5}`,
+		"POST /v1/ports":                   `{"name":"vm9","type":"vhostuser","bridge":"br1","socket":"vm9.sock"}`,
+		"PUT /v1/ports/{name}":             `{"type":"vhostuser","bridge":"br1","socket":"vm8.sock"}`,
+		"PATCH /v1/ports/{name}":           `{"queues":2}`,
+		"POST /v1/bridges":                 `{"name":"br7"}`,
+		"PUT /v1/bridges/{name}":           `{"mac_aging":30}`,
+		"PATCH /v1/bridges/{name}":         `{"mac_aging":40}`,
+		"PUT /v1/config":                   `{"bridges":[{"name":"br0"}]}`,
+		"POST /v1/trace":                   `{"in_port":"vm1","ipv4_src":"10.0.0.1","ipv4_dst":"10.0.0.2","l4_dst":80}`,
+		"POST /v1/ports/{name}/trace":      `{"count":5}`,
+		"POST /v1/security_groups":         `{"name":"db","rules":[{"direction":"ingress","protocol":"tcp","ports":"5432"}]}`,
+		"PUT /v1/security_groups/{name}":   `{"rules":[{"direction":"ingress","ethertype":"ipv4","protocol":"tcp","ports":"80"}]}`,
+		"PATCH /v1/security_groups/{name}": `{"rules":[]}`,
+		"POST /v1/acls":                    `{"name":"acl9","port":"vm2","direction":"egress","action":"allow"}`,
+		"PUT /v1/acls/{name}":              `{"port":"vm2","direction":"ingress","priority":100,"protocol":"tcp","ports":"23","action":"deny"}`,
+		"PATCH /v1/acls/{name}":            `{"priority":200}`,
 	}
-	names := map[string]string{"ports": "vm1", "bridges": "br1", "routers": "r1"}
+	names := map[string]string{"ports": "vm1", "bridges": "br1", "routers": "r1", "security_groups": "web", "acls": "no-telnet"}
+	// A group and an ACL to read, replace, patch and delete.
+	for _, w := range [][2]string{{"/v1/security_groups/web", `{"rules":[{"direction":"egress"}]}`},
+		{"/v1/acls/no-telnet", `{"port":"vm2","direction":"ingress","action":"deny"}`}} {
+		if rec := r.do("PUT", w[0], w[1]); rec.Code != 201 {
+			t.Fatalf("PUT %s: %d %s", w[0], rec.Code, rec.Body)
+		}
+	}
 	seen := 0
 	// GETs first, deletes last, so that each finds its resource.
 	order := []string{"get", "post", "put", "patch", "delete"}

@@ -68,7 +68,7 @@ func (h *handler) routes() []route {
 		route{Method: "PUT", Path: "/v1/config", Summary: "Replace the desired config (JSON, or YAML with Content-Type application/yaml); sections left out keep their values", Request: Config{}, Response: Result{}, Codes: []int{200, 400, 409, 413, 422},
 			handle: h.putConfig},
 	)
-	return rs
+	return append(rs, h.filterRoutes()...)
 }
 
 func (h *handler) getOpenAPI(w http.ResponseWriter, r *http.Request) {

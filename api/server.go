@@ -181,8 +181,8 @@ func checkRevision(what string, cur uint64, want uint64, has bool) error {
 	return nil
 }
 
-// collection is a named list in the config (ports, bridges, and later
-// routes, ACLs...) with the same verbs.
+// collection is a named list in the config (ports, bridges, security
+// groups, ACLs) with the same verbs.
 type collection[T any] struct {
 	path   string // "ports"
 	kind   string // "port"
@@ -319,6 +319,7 @@ var ports = collection[PortConfig]{
 	list:   func(c *Config) *[]PortConfig { return &c.Ports },
 	name:   func(p *PortConfig) *string { return &p.Name },
 	decode: DecodePort,
+	inUse:  aclsOn,
 }
 
 var bridges = collection[BridgeConfig]{

@@ -14,7 +14,7 @@ import (
 
 // State is the desired state as it is saved: the config, the revision of
 // the last accepted change, and the revision at which each resource
-// ("bridges/NAME", "ports/NAME") last changed (its ETag).
+// ("bridges/NAME", "ports/NAME", "acls/NAME"...) last changed (its ETag).
 type State struct {
 	Version   int               `json:"version"`
 	Revision  uint64            `json:"revision"`
@@ -51,6 +51,12 @@ func resources(c *Config) map[string]any {
 	}
 	for _, r := range c.Routers {
 		m[ResourceKey("routers", r.Name)] = r
+	}
+	for _, g := range c.SecurityGroups {
+		m[ResourceKey("security_groups", g.Name)] = g
+	}
+	for _, a := range c.ACLs {
+		m[ResourceKey("acls", a.Name)] = a
 	}
 	return m
 }
@@ -154,6 +160,13 @@ func NewStore(st *State, reconcile func(*Config) ([]Action, error), save func(*S
 	}
 	if save == nil {
 		save = func(*State) error { return nil }
+	}
+	// A state saved before a kind of resource had revisions: those
+	// resources are as old as the state.
+	for k := range resources(&st.Config) {
+		if st.Revisions[k] == 0 {
+			st.Revisions[k] = max(st.Revision, 1)
+		}
 	}
 	return &Store{st: st, reconcile: reconcile, save: save}
 }

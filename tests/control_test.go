@@ -160,13 +160,18 @@ func TestVswitchctl(t *testing.T) {
 		t.Errorf("unknown key not named: %s", out)
 	}
 
-	// Resources the daemon does not have yet: a clear message, exit 3.
-	for _, args := range [][]string{{"acl", "list"}} {
-		out = mustCtl(t, sw, 3, args...)
-		if !strings.Contains(out, "has no") {
+	// ACLs and security groups: empty tables; a group a port is in stays.
+	for _, args := range [][]string{{"acl", "list"}, {"sg", "list"}} {
+		if out = mustCtl(t, sw, 0, args...); !strings.Contains(out, "NAME") {
 			t.Errorf("%v: %s", args, out)
 		}
 	}
+	mustCtl(t, sw, 0, "sg", "add", "web", "--rule", "direction=ingress,protocol=tcp,ports=80,remote=0.0.0.0/0")
+	mustCtl(t, sw, 0, "port", "set", "vm5", "--security-groups", "web")
+	if out = mustCtl(t, sw, 4, "sg", "del", "web"); !strings.Contains(out, "port vm5") {
+		t.Errorf("sg del of a group in use: %s", out)
+	}
+	mustCtl(t, sw, 5, "acl", "add", "x", "--port", "nope", "--direction", "ingress", "--action", "deny")
 	// Read-only listings: no routers here, an FDB table, unknown names.
 	if out = mustCtl(t, sw, 0, "route", "list"); !strings.Contains(out, "NAME") {
 		t.Errorf("route list: %s", out)
@@ -440,6 +445,76 @@ ports:
 		t.FailNow()
 	}
 	ping(sw, fe1, fe2, 8)
+}
+
+// An ACL changed through /v1/acls (vswitchctl acl) takes effect at once
+// and restarts no port: vm1's UDP to port 5000 stops reaching vm2 and is
+// counted as acl_deny on vm2, then flows again when the ACL is changed to
+// match another port.
+func TestACLChangeTakesEffect(t *testing.T) {
+	testutil.RequireRoot(t)
+	sw := testutil.StartVswitchd(t, "", twoPortConfig("adaptive"))
+	fe := map[string]*vhostusertest.Frontend{}
+	for _, p := range []string{"vm1", "vm2"} {
+		fe[p] = vhostusertest.Connect(t, filepath.Join(sw.Dir, p+".sock"), virtiotest.NewGuest(t, 4<<20), vhostusertest.Options{})
+		sw.WaitPortState(t, p, api.StateRunning, 15*time.Second)
+		fe[p].PostRxBuffers(0, 64, 2048)
+	}
+	// send sends n frames from vm1 to vm2's UDP port 5000 and returns how
+	// many vm2 received: all of them, or none once n more acl_deny drops
+	// are counted.
+	const n = 8
+	send := func() int {
+		t.Helper()
+		before := sw.MustPorts(t)["vm2"].Drops["acl_deny"]
+		for i := 0; i < n; i++ {
+			fe["vm1"].SendPacket(0, udpFrame(1, 2, 5000))
+		}
+		got := 0
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			got += len(fe["vm2"].Received(0))
+			if got >= n || sw.MustPorts(t)["vm2"].Drops["acl_deny"] >= before+n {
+				break
+			}
+		}
+		return got + len(fe["vm2"].Received(0))
+	}
+	if got := send(); got != n {
+		t.Fatalf("before the ACL vm2 received %d frames, want %d", got, n)
+	}
+	mustCtl(t, sw, 0, "acl", "add", "no-5000", "--port", "vm2", "--direction", "ingress", "--protocol", "udp", "--ports", "5000", "--action", "deny")
+	if got := send(); got != 0 {
+		t.Fatalf("with the ACL vm2 received %d frames, want none (drops %v)", got, sw.MustPorts(t)["vm2"].Drops)
+	}
+	var a api.ACLStatus
+	json.Unmarshal([]byte(mustCtl(t, sw, 0, "--json", "acl", "show", "no-5000")), &a)
+	mustCtl(t, sw, 0, "acl", "set", "no-5000", "--ports", "5001", "--revision", fmt.Sprint(a.Revision))
+	if got := send(); got != n {
+		t.Fatalf("after the ACL changed vm2 received %d frames, want %d", got, n)
+	}
+	for _, p := range []string{"vm1", "vm2"} {
+		if ps := sw.MustPorts(t)[p]; ps.State != api.StateRunning {
+			t.Errorf("%s is %s after the ACL changes", p, ps.State)
+		}
+	}
+}
+
+// udpFrame is an IPv4 UDP frame from 52:54::src (10.0.0.src) to
+// 52:54::dst (10.0.0.dst) port dport, 64 bytes.
+func udpFrame(src, dst byte, dport uint16) []byte {
+	f := ethFrame(src, dst)
+	ip := f[14:34]
+	copy(ip, []byte{0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, src, 10, 0, 0, dst})
+	var sum uint32
+	for i := 0; i < len(ip); i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	copy(f[34:42], []byte{0x03, 0xe8, byte(dport >> 8), byte(dport), 0, 30, 0, 0})
+	return f
 }
 
 func ethFrame(src, dst byte) []byte {

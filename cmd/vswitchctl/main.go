@@ -1,5 +1,5 @@
 // Command vswitchctl drives vswitchd through its REST API: ports, bridges,
-// stats and the whole config. Human tables by default, --json for scripts.
+// ACLs, security groups, stats and the whole config. Human tables by default, --json for scripts.
 //
 // Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command
 // line, 3 not found, 4 conflict (exists, or changed since read), 5 invalid
@@ -88,8 +88,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
 	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.workersCmd(), cl.configCmd(),
 		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
-		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
-		cl.traceCmd())
+		cl.aclCmd(), cl.sgCmd(), cl.traceCmd())
 	return root
 }
 
@@ -117,12 +116,21 @@ func revisionHeader(rev string) string {
 	return `"` + strings.Trim(rev, `"`) + `"`
 }
 
-// completeNames completes resource names from the daemon.
+// completeNames completes a command's resource name argument from the
+// daemon.
 func (cl *cli) completeNames(collection string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		return cl.completeFlagNames(collection)(cmd, args, s)
+	}
+}
+
+// completeFlagNames completes a flag's value (--port) with resource names
+// from the daemon.
+func (cl *cli) completeFlagNames(collection string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := newClient(cl.api, cl.tokenFile, cl.caFile, 3*time.Second)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
@@ -224,11 +232,14 @@ func (cl *cli) portCmd() *cobra.Command {
 	af.IntVar(&pc.Tag, "tag", 0, "access VLAN (or the native VLAN of a native-tagged/native-untagged trunk)")
 	af.IntSliceVar(&pc.Trunks, "trunks", nil, "VLANs a trunk port carries, e.g. 10,20 (default: all)")
 	af.StringVar(&pc.VLANMode, "vlan-mode", "", "access, trunk, native-tagged or native-untagged (default: access with --tag, else trunk)")
+	af.StringSliceVar(&pc.SecurityGroups, "security-groups", nil, "security groups the port is in, e.g. web,ssh (stateful; ingress denied unless a rule allows it)")
+	add.RegisterFlagCompletionFunc("security-groups", cl.completeFlagNames("security_groups"))
 	add.MarkFlagRequired("bridge")
 	add.Use = "add NAME --bridge BRIDGE (--socket PATH | --type afxdp --device DEV)"
 	var setRev string
 	var setQueues api.QueueSpec
-	set := &cobra.Command{Use: "set NAME [--queues N] [--mode M] ...", Short: "Change fields of a port (the port is recreated)", Args: cobra.ExactArgs(1),
+	var setGroups []string
+	set := &cobra.Command{Use: "set NAME [--queues N] [--mode M] ...", Short: "Change fields of a port (the port is recreated, except for --security-groups)", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: cl.completeNames("ports"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			patch := map[string]any{}
@@ -236,6 +247,8 @@ func (cl *cli) portCmd() *cobra.Command {
 				switch f.Name {
 				case "queues":
 					patch["queues"] = setQueues
+				case "security-groups":
+					patch["security_groups"] = setGroups
 				case "bridge", "socket", "mode", "type", "device":
 					patch[f.Name] = f.Value.String()
 				case "socket-mode", "socket-owner", "socket-group", "xdp-mode":
@@ -263,6 +276,8 @@ func (cl *cli) portCmd() *cobra.Command {
 	sf.String("socket-group", "", "socket group (group name or gid)")
 	sf.String("device", "", "network interface (afxdp)")
 	sf.String("xdp-mode", "", "native or generic (afxdp)")
+	sf.StringSliceVar(&setGroups, "security-groups", nil, "security groups the port is in (replaces the list; \"\" for none); the port keeps running")
+	set.RegisterFlagCompletionFunc("security-groups", cl.completeFlagNames("security_groups"))
 	sf.StringVar(&setRev, "revision", "", "only if the port is still at this revision (its ETag); exit 4 otherwise")
 	var delRev string
 	del := &cobra.Command{Use: "del NAME", Aliases: []string{"delete", "rm"}, Short: "Delete a port", Args: cobra.ExactArgs(1),
@@ -485,23 +500,6 @@ func (cl *cli) configCmd() *cobra.Command {
 	apply.Flags().StringVarP(&file, "file", "f", "", "config file (YAML, or JSON if it ends in .json; - reads stdin)")
 	apply.Flags().StringVar(&rev, "revision", "", "only if the config is still at this revision; exit 4 otherwise")
 	cmd.AddCommand(get, apply)
-	return cmd
-}
-
-// missingCmd is a resource the daemon does not serve yet: every
-// subcommand asks, and reports the 404 clearly.
-func (cl *cli) missingCmd(use, collection, short string) *cobra.Command {
-	cmd := &cobra.Command{Use: use, Short: short}
-	for _, sub := range []string{"list", "show", "add", "del"} {
-		cmd.AddCommand(&cobra.Command{Use: sub, Short: sub + " " + collection, DisableFlagParsing: true,
-			RunE: func(*cobra.Command, []string) error {
-				var v any
-				if _, err := cl.c.getJSON("/v1/"+collection, &v); err != nil {
-					return notYet(err, collection)
-				}
-				return cl.printJSON(v)
-			}})
-	}
 	return cmd
 }
 
