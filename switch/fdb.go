@@ -56,7 +56,8 @@ func fdbKey(vlan uint16, mac uint64) uint64 { return uint64(vlan&0xfff)<<48 | ma
 
 func fdbHash(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> 20 }
 
-// Len is how many entries the table holds.
+// Len is how many entries the table holds (counting, for an instant,
+// those being added).
 func (f *FDB) Len() int { return int(f.n.Load()) }
 
 // Lookup returns the port mac was learned on in vlan.
