@@ -2,9 +2,16 @@ package vswitch
 
 import (
 	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/vswitch/vswitch/switch/header"
+	"github.com/vswitch/vswitch/switch/offload"
 )
 
 // The hold's byte ring: per-next-hop and total byte bounds, wrapping at
@@ -77,5 +84,105 @@ func TestHoldQRing(t *testing.T) {
 	}
 	if _, ask := q.put(hop(0), 0, small, &header.Parsed{}, 0, 8); !ask {
 		t.Fatal("not asked again a second later")
+	}
+}
+
+// memPort is a port over byte slices: frames to receive, frames sent.
+type memPort struct {
+	rx, tx [][]byte
+	onRx   func() // runs once, inside the next Receive that has frames
+}
+
+func (m *memPort) QueuePairs() int { return 1 }
+
+func (m *memPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
+	if len(m.rx) > 0 && m.onRx != nil {
+		m.onRx()
+		m.onRx = nil
+	}
+	for _, f := range m.rx {
+		pkt := &b.Pkts[b.N]
+		pkt.Off, pkt.Len, pkt.NSegs, pkt.Offload = HeadRoom, len(f), 0, offload.Meta{}
+		pkt.NHead = copy(pkt.Head[HeadRoom:], f[:min(len(f), HeadLen)])
+		if len(f) > HeadLen {
+			pkt.Segs[0], pkt.NSegs = f[HeadLen:], 1
+		}
+		b.N++
+	}
+	m.rx = nil
+	return b.N
+}
+
+func (m *memPort) Release(b *Batch) {}
+
+func (m *memPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters) {
+	for _, i := range sel {
+		pkt := &b.Pkts[i]
+		f := append([]byte(nil), pkt.HeadBytes()...)
+		for _, s := range pkt.Segs[:pkt.NSegs] {
+			f = append(f, s...)
+		}
+		m.tx = append(m.tx, f)
+	}
+}
+
+// A packet that finds its next hop resolved while earlier ones for it are
+// still held (the neighbour answered between the worker's hold service
+// and its batch) queues behind them: none overtakes another.
+func TestHoldKeepsOrderAcrossResolution(t *testing.T) {
+	s := New(Options{Manual: true})
+	defer s.Close()
+	if err := s.AddBridge("br0", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	p0, p1 := &memPort{}, &memPort{}
+	for i, p := range []*memPort{p0, p1} {
+		if _, err := s.AddPort(fmt.Sprintf("p%d", i), "mem", "br0", p, PortOptions{VLAN: VLANConfig{Tag: uint16(10 * (i + 1))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.SetRouter(RouterSpec{Name: "r1", Interfaces: []RouterIfSpec{
+		{Name: "v10", Bridge: "br0", VLAN: 10, Addrs: []netip.Prefix{netip.MustParsePrefix("10.10.0.1/24")}},
+		{Name: "v20", Bridge: "br0", VLAN: 20, Addrs: []netip.Prefix{netip.MustParsePrefix("10.20.0.1/24")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m10, _ := s.RouterInterfaceMAC("r1", "v10")
+	udp := func(seq uint16) []byte {
+		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: m10[:], EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 10, 0, 2}, DstIP: net.IP{10, 20, 0, 2}}
+		u := &layers.UDP{SrcPort: layers.UDPPort(seq), DstPort: 9}
+		u.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload(make([]byte, 200))); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	p0.rx = [][]byte{udp(1)}
+	s.PollOnce()
+	if len(p1.tx) != 1 { // the ARP request
+		t.Fatalf("p1 sent %d frames", len(p1.tx))
+	}
+	k := neighKey{rif: s.cfg.Load().routers["r1"].ifs[1].id, ip: [16]byte{10, 20, 0, 2}}
+	p0.rx = [][]byte{udp(2)}
+	p0.onRx = func() {
+		s.neigh.learn(k, 0x020000000002, s.Now())
+		s.neigh.apply(nil)
+	}
+	s.PollOnce()
+	if len(p1.tx) != 1 {
+		t.Fatalf("packet 2 overtook packet 1: p1 sent %d frames", len(p1.tx))
+	}
+	s.PollOnce()
+	if len(p1.tx) != 3 {
+		t.Fatalf("p1 sent %d frames, want the ARP request and 2 released", len(p1.tx))
+	}
+	for j, f := range p1.tx[1:] {
+		u := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if int(u.SrcPort) != j+1 {
+			t.Fatalf("released frame %d is packet %d", j, u.SrcPort)
+		}
 	}
 }
