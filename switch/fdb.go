@@ -17,7 +17,7 @@ type FDB struct {
 	slots   []fdbSlot
 	mask    uint64
 	max     int64         // entries allowed, 0 = as many as fit
-	n       atomic.Int64  // live entries
+	n       atomic.Int64  // live entries and slots being claimed
 	Full    atomic.Uint64 // learnings refused because the probe window was full
 	Refused atomic.Uint64 // learnings refused because the table holds max entries
 	Moves   atomic.Uint64 // MACs that moved to another port
@@ -56,7 +56,8 @@ func fdbKey(vlan uint16, mac uint64) uint64 { return uint64(vlan&0xfff)<<48 | ma
 
 func fdbHash(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> 20 }
 
-// Len is how many entries the table holds.
+// Len is how many entries the table holds (counting, for an instant,
+// those being added).
 func (f *FDB) Len() int { return int(f.n.Load()) }
 
 // Lookup returns the port mac was learned on in vlan.
@@ -118,7 +119,7 @@ func (f *FDB) Learn(vlan uint16, mac uint64, port uint16, now uint32) {
 			f.Full.Add(1)
 			return
 		}
-		if f.max > 0 && f.n.Load() >= f.max {
+		if !f.reserve() {
 			f.Refused.Add(1)
 			return
 		}
@@ -128,10 +129,30 @@ func (f *FDB) Learn(vlan uint16, mac uint64, port uint16, now uint32) {
 			s.port.Store(uint32(port) + 1)
 			s.seen.Store(now)
 			s.key.Store(k)
-			f.n.Add(1)
 			return
 		}
-		// Another worker took the slot, maybe for this very key: look again.
+		// Another worker took the slot, maybe for this very key: give the
+		// reservation back and look again.
+		f.n.Add(-1)
+	}
+}
+
+// reserve counts a new entry before its slot is claimed. With a limit it
+// is a compare-and-swap below max, so workers learning at once never take
+// the table past it; only new MACs get here, never steady traffic.
+func (f *FDB) reserve() bool {
+	if f.max <= 0 {
+		f.n.Add(1)
+		return true
+	}
+	for {
+		n := f.n.Load()
+		if n >= f.max {
+			return false
+		}
+		if f.n.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 

@@ -308,19 +308,8 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 		k.ip = dst.As16()
 	}
 	e, ok := nt.lookup(k)
-	if !ok || now-e.seen > neighExpire {
-		p.drop(i, DropNeighborUnresolved, "route")
-		if !p.token(now, &p.resolveTok) {
-			return false
-		}
-		if !solicit(pkt, out, k) {
-			return false
-		}
-		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, out.br, out.vlan, 0
-		if t := p.tr(i); t != nil {
-			t.at("route").s("resolving next hop on ").s(out.name)
-		}
-		return true
+	if resolved := ok && now-e.seen <= neighExpire; !resolved || p.hold != nil && p.hold.waiting(k) {
+		return hold(p, in, out, pkt, ph, i, k, now, resolved)
 	}
 	if dst.Is4() {
 		header.IPv4(h[ph.L3:]).DecTTL()

@@ -90,7 +90,8 @@ const (
 	DropForRouter          // ARP/ND or IP addressed to the router itself, answered or consumed
 	DropTTLExceeded        // TTL or hop limit would reach 0
 	DropNoRoute            // no FIB entry for the destination
-	DropNeighborUnresolved // the next hop's MAC is not known yet (an ARP/NS is sent)
+	DropNeighborUnresolved // the next hop did not answer ARP/NS within the hold time
+	DropNeighborHoldFull   // the next hop is being resolved and the packets held for it are at their bound
 	DropBadOffload
 	// Filters (package acl) and conntrack/NAT (package nat).
 	DropACLDeny
@@ -143,6 +144,7 @@ var dropNames = [NumDropReasons]string{
 	DropTTLExceeded:        "ttl_exceeded",
 	DropNoRoute:            "no_route",
 	DropNeighborUnresolved: "neighbor_unresolved",
+	DropNeighborHoldFull:   "neighbor_hold_full",
 	DropBadOffload:         "bad_offload_header",
 	DropCTFragment:         "ct_fragment",
 	DropCTTCPFlags:         "ct_tcp_bad_flags",

@@ -29,6 +29,9 @@ type pipe struct {
 	scratch [HeadRoom + HeadLen]byte
 	f       fpipe // the filter and NAT stages' gathered packets
 
+	// hold keeps packets while their next hop resolves; nil in a trace.
+	hold *holdQ
+
 	// Rate limits of what the router makes: per-second buckets.
 	tokSec              uint32
 	icmpTok, resolveTok int

@@ -133,8 +133,8 @@ func TestRouterIPv4(t *testing.T) {
 		t.Fatalf("ARP reply %+v", rep)
 	}
 	none(t, r, 1)
-	// B is not resolved yet: the packet is dropped and counted, and B's
-	// VLAN gets an ARP request from the router.
+	// B is not resolved yet: the packet is held, and B's VLAN gets an ARP
+	// request from the router.
 	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
 	r.poll()
 	req := one(t, r, 1).Layer(layers.LayerTypeARP).(*layers.ARP)
@@ -142,13 +142,18 @@ func TestRouterIPv4(t *testing.T) {
 		net.IP(req.SourceProtAddress).String() != "10.20.0.1" || net.HardwareAddr(req.SourceHwAddress).String() != m20.String() {
 		t.Fatalf("ARP request %+v", req)
 	}
-	if r.drops(0)["neighbor_unresolved"] != 1 {
-		t.Fatalf("drops %v", r.drops(0))
+	if len(r.drops(0)) != 0 || r.sw.NeighborHold().Queued != 1 {
+		t.Fatalf("drops %v hold %+v", r.drops(0), r.sw.NeighborHold())
 	}
+	// B answers: the held packet goes out, routed as every later one:
+	// TTL 63, MACs rewritten, header checksum right.
 	r.fes[1].SendPacket(0, arpFrame(t, layers.ARPReply, b, "10.20.0.2", m20, "10.20.0.1"))
 	r.poll()
 	none(t, r, 0)
-	// Now it is routed: TTL 63, MACs rewritten, header checksum right.
+	held := one(t, r, 1)
+	if ip := held.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.TTL != 63 || !headerSumOK(ip.Contents) {
+		t.Fatalf("released %v", held)
+	}
 	r.fes[0].SendPacket(0, udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64))
 	r.poll()
 	pkt := one(t, r, 1)
@@ -189,8 +194,8 @@ func TestRouterIPv4(t *testing.T) {
 		t.Fatalf("asked for %v", net.IP(req.DstProtAddress))
 	}
 	d := r.drops(0)
-	if d["ttl_exceeded"] != 1 || d["no_route"] != 1 || d["neighbor_unresolved"] != 2 {
-		t.Fatalf("drops %v", d)
+	if d["ttl_exceeded"] != 1 || d["no_route"] != 1 || r.sw.NeighborHold().Queued != 1 {
+		t.Fatalf("drops %v hold %+v", d, r.sw.NeighborHold())
 	}
 	// A malformed header to the router is dropped and counted.
 	f := udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64)
@@ -237,6 +242,9 @@ func TestRouterIPv6(t *testing.T) {
 	verifyICMPv6(t, p)
 	r.fes[1].SendPacket(0, ndFrame(t, layers.ICMPv6TypeNeighborAdvertisement, b, m20, "fd20::2", "fd20::1", "fd20::2"))
 	r.poll()
+	if ip := one(t, r, 1).Layer(layers.LayerTypeIPv6).(*layers.IPv6); ip.HopLimit != 63 {
+		t.Fatalf("released hop limit %d", ip.HopLimit)
+	}
 	r.fes[0].SendPacket(0, udp6(t, a, m10, "fd10::2", "fd20::2", 64))
 	r.poll()
 	p = one(t, r, 1)
@@ -330,8 +338,12 @@ func TestTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Outputs) != 1 || res.Outputs[0].Port != "p1" || res.Dropped[0] != "neighbor_unresolved" {
+	if len(res.Outputs) != 1 || res.Outputs[0].Port != "p1" || len(res.Dropped) != 0 ||
+		res.Stages[1] != (vswitch.TraceStage{Stage: "route", Decision: "held until the next hop on r1-v20 resolves"}) {
 		t.Fatalf("unresolved: %+v", res)
+	}
+	if h := r.sw.NeighborHold(); h.Held != 0 {
+		t.Fatalf("a trace held a packet: %+v", h)
 	}
 	none(t, r, 1)
 	if n := r.sw.Bridges()[0].FDB.Len(); n != 0 {

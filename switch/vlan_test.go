@@ -3,6 +3,7 @@ package vswitch_test
 import (
 	"bytes"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -197,6 +198,35 @@ func TestFDBLimit(t *testing.T) {
 	f.FlushPort(2)
 	if f.Len() != 1 {
 		t.Fatalf("len %d after flush", f.Len())
+	}
+}
+
+// Workers learning new MACs at once never take the table past its limit:
+// each reserves its entry before claiming a slot.
+func TestFDBLimitExactConcurrent(t *testing.T) {
+	const workers, each, max = 8, 2000, 100
+	for round := 0; round < 20; round++ {
+		f := vswitch.NewFDB(1<<16, max)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; i < each; i++ {
+					f.Learn(1, uint64(0x525400000000+w*each+i), uint16(w), 0)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n, e := f.Len(), len(f.Entries(0)); n != max || e != max {
+			t.Fatalf("round %d: len %d, %d entries, want %d", round, n, e, max)
+		}
+		if f.Refused.Load() == 0 {
+			t.Fatal("no learning refused")
+		}
 	}
 }
 

@@ -73,7 +73,9 @@ type source struct {
 }
 
 func newWorker(s *Switch, id int) *Worker {
-	return &Worker{id: id, cpu: -1, sw: s}
+	w := &Worker{id: id, cpu: -1, sw: s}
+	w.pipe.hold = newHoldQ()
+	return w
 }
 
 func (w *Worker) lockRx(mu *sync.Mutex) {
@@ -205,6 +207,9 @@ func (w *Worker) pollOnce() bool {
 		w.rebuild(c)
 	}
 	work := false
+	if w.pipe.hold.nhops > 0 {
+		work = w.serviceHold(c)
+	}
 	for i := range w.sources {
 		src := &w.sources[i]
 		b := &w.batch
@@ -270,6 +275,13 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	if traced > 0 {
 		w.liveEnd(lt, first, traced, c)
 	}
+	w.output(in, b, c, now)
+}
+
+// output counts the batch's drops on its input port, then filters, tags
+// and transmits what the stages selected for each output port.
+func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
+	p := &w.pipe
 	for r, n := range p.drops {
 		if n != 0 {
 			in.Counters.Drops[r].Add(n)

@@ -163,3 +163,58 @@ routers:
 	}
 	t.Logf("xa drops %v; xs drops %v", sw.MustPorts(t)["xa"].Drops, d)
 }
+
+// v6Host is a namespace host with IPv6 address ip6 (/64, no DAD) beside
+// its IPv4 one.
+func v6Host(t *testing.T, cidr, ip6 string) *afxdptest.Host {
+	h := afxdptest.NewHost(t, cidr, 1)
+	h.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0")
+	h.Exec(t, "ip", "addr", "add", ip6+"/64", "dev", "eth0", "nodad")
+	return h
+}
+
+// TestSecurityGroupIPv6: host A (fd00::2) has a stateful group that
+// admits TCP port 80 over IPv6; host B (fd00::3) on the same bridge
+// connects to port 80 and not to port 22, and A's own connection to B
+// gets its replies. Neighbour discovery passes the group.
+func TestSecurityGroupIPv6(t *testing.T) {
+	afxdpPrereqs(t)
+	a := v6Host(t, "10.66.0.2/24", "fd00::2")
+	b := v6Host(t, "10.66.0.3/24", "fd00::3")
+	cfg := fmt.Sprintf(`bridges: [{name: br0}]
+security_groups:
+  - name: web6
+    rules:
+      - {direction: ingress, ethertype: ipv6, protocol: tcp, ports: "80", remote: "::/0"}
+      - {direction: egress, ethertype: ipv6}
+ports:
+  - {name: xa, type: afxdp, bridge: br0, device: %s, security_groups: [web6]}
+  - {name: xb, type: afxdp, bridge: br0, device: %s}
+`, a.Near, b.Near)
+	forgetState(t, a.Near)
+	sw := testutil.StartVswitchd(t, testutil.ShortTempDir(t), cfg)
+	waitState(t, sw, "xa", "running")
+	waitState(t, sw, "xb", "running")
+
+	lnA := afxdptest.Listen(t, a.NS, "[fd00::2]:80")
+	if p := dialPeer(t, b, "[fd00::2]:80", lnA); p != "fd00::3" {
+		t.Fatalf("A saw B as %s", p)
+	}
+	lnB := afxdptest.Listen(t, b.NS, "[fd00::3]:5001")
+	if p := dialPeer(t, a, "[fd00::3]:5001", lnB); p != "fd00::2" {
+		t.Fatalf("B saw A as %s", p)
+	}
+	afxdptest.Listen(t, a.NS, "[fd00::2]:22")
+	var c net.Conn
+	err := afxdptest.Do(b.NS, func() (err error) {
+		c, err = net.DialTimeout("tcp", "[fd00::2]:22", 2*time.Second)
+		return
+	})
+	if err == nil {
+		c.Close()
+		t.Fatal("B connected to A's port 22")
+	}
+	if d := sw.MustPorts(t)["xa"].Drops; d["sg_ingress_denied"] == 0 {
+		t.Fatalf("xa drops %v: want sg_ingress_denied counted", d)
+	}
+}
