@@ -109,9 +109,9 @@ type Table struct {
 	zoneLim  []atomic.Uint32 // per-zone limit, 0 = cfg.ZoneLimit
 	sweepPos atomic.Uint64
 	timeouts atomic.Pointer[Timeouts]
-	limit    atomic.Int64  // most live connections, at most cfg.Capacity (Reconfigure)
-	zoneDef  atomic.Uint32 // per-zone limit of zones without their own, 0 = none
-	window   atomic.Uint32 // WindowCheck
+	limit    atomic.Int64                // most live connections, at most cfg.Capacity (Reconfigure)
+	zoneDef  atomic.Uint32               // per-zone limit of zones without their own, 0 = none
+	window   atomic.Uint32               // WindowCheck
 	pools    atomic.Pointer[[]*portPool] // append-only; index+1 in conn.pool
 	poolMu   sync.Mutex
 	workers  atomic.Uint32
