@@ -27,14 +27,15 @@ type Conn struct {
 	Expire      uint32 // clock value at which the connection expires
 	Replied     bool   // a packet was seen in the reply direction
 	SNAT, DNAT  bool
+	gen         uint32
 }
 
 // Zone is the connection's conntrack zone.
 func (c *Conn) Zone() uint16 { return c.Orig.Zone }
 
-// read copies entry idx into out if it is live, not expired at now, and
-// did not change while it was read.
-func (t *Table) read(idx int, now uint32, out *Conn) bool {
+// read copies entry idx into out if it is live, not expired at now
+// (unless all), and did not change while it was read.
+func (t *Table) read(idx int, now uint32, all bool, out *Conn) bool {
 	c := &t.conns[idx]
 	g := c.gen.Load()
 	if g&1 != 0 {
@@ -42,11 +43,11 @@ func (t *Table) read(idx int, now uint32, out *Conn) bool {
 	}
 	st, exp := c.state.Load(), c.expire.Load()
 	k0, k1 := c.loadKey(0), c.loadKey(1)
-	if c.gen.Load() != g || int32(exp-now) <= 0 {
+	if c.gen.Load() != g || !all && int32(exp-now) <= 0 {
 		return false
 	}
 	*out = Conn{Orig: k0.Unpack(), Reply: k1.Unpack(), Expire: exp, Replied: st&flSeenReply != 0,
-		SNAT: st&flSNAT != 0, DNAT: st&flDNAT != 0}
+		SNAT: st&flSNAT != 0, DNAT: st&flDNAT != 0, gen: g}
 	if k0.proto() == protoTCP {
 		if s := st & stateMask; s < numTCPStates {
 			out.TCPState = TCPStateNames[s]
@@ -61,35 +62,33 @@ func (t *Table) read(idx int, now uint32, out *Conn) bool {
 func (t *Table) Walk(now uint32, f func(*Conn) bool) {
 	var c Conn
 	for idx := 1; idx < len(t.conns); idx++ {
-		if t.read(idx, now, &c) && !f(&c) {
+		if t.read(idx, now, false, &c) && !f(&c) {
 			return
 		}
 	}
 }
 
-// Flush deletes every connection and returns how many it deleted. Like
-// FlushZone it runs beside the workers: a connection they make during the
-// flush may stay.
+// Flush deletes every connection and returns how many it deleted. It
+// runs beside the workers: a connection they make during the flush may
+// stay.
 func (t *Table) Flush() int {
-	return t.flush(func(*key) bool { return true })
+	return t.FlushMatch(func(*Conn) bool { return true })
 }
 
 // FlushZone deletes the connections of zone (ovs-appctl
 // dpctl/flush-conntrack zone=N) and returns how many it deleted.
 func (t *Table) FlushZone(zone uint16) int {
-	return t.flush(func(k *key) bool { return k.zone() == zone })
+	return t.FlushMatch(func(c *Conn) bool { return c.Orig.Zone == zone })
 }
 
-func (t *Table) flush(match func(*key) bool) int {
+// FlushMatch deletes the connections (expired or not) match selects and
+// returns how many it deleted. Translated source ports go back to their
+// pools.
+func (t *Table) FlushMatch(match func(*Conn) bool) int {
 	n := 0
+	var c Conn
 	for idx := 1; idx < len(t.conns); idx++ {
-		c := &t.conns[idx]
-		g := c.gen.Load()
-		if g&1 != 0 {
-			continue
-		}
-		k := c.loadKey(0)
-		if c.gen.Load() == g && match(&k) && t.remove(uint32(idx), g) {
+		if t.read(idx, 0, true, &c) && match(&c) && t.remove(uint32(idx), c.gen) {
 			n++
 		}
 	}

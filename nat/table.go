@@ -106,7 +106,7 @@ type Table struct {
 	perShard uint32
 	count    atomic.Int64
 	zoneCnt  []atomic.Int32  // live connections per zone
-	zoneLim  []atomic.Uint32 // per-zone limit, 0 = cfg.ZoneLimit
+	zoneLim  []atomic.Uint32 // per-zone limit, 0 = zoneDef
 	sweepPos atomic.Uint64
 	timeouts atomic.Pointer[Timeouts]
 	limit    atomic.Int64                // most live connections, at most cfg.Capacity (Reconfigure)

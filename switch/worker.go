@@ -264,6 +264,9 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	}
 	w.curOut = nil
 	p.nouch = 0
+	if q := &p.f.rej; q.b.N > 0 && !q.busy {
+		w.sendRejects(c)
+	}
 }
 
 // identity selects every packet of a batch, in order.
