@@ -89,7 +89,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.configCmd(),
 		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
 		cl.missingCmd("acl", "acls", "ACLs and security groups (not in this vswitchd yet)"),
-		cl.traceCmd())
+		cl.traceCmd(), cl.conntrackCmd())
 	return root
 }
 
