@@ -356,3 +356,41 @@ func TestConntrackSettingsBeforeTable(t *testing.T) {
 		t.Fatalf("table %+v", ct.Settings())
 	}
 }
+
+// Traces, listings and flushes run beside forwarding without a data race
+// (run with -race).
+func TestConntrackReadersBesideForwarding(t *testing.T) {
+	r, m10, _ := natRig(t)
+	setFilter(t, r.sw, &acl.Config{
+		SecurityGroups: []acl.SecurityGroup{{Name: "default"}},
+		Ports:          []acl.PortFilter{{Name: "p0", SecurityGroups: []string{"default"}}},
+	})
+	a := mac(0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 100 {
+			if _, err := r.sw.Trace("p0", l4frame(t, a, m10, "10.10.0.3", "10.20.0.2", uint16(1000+i%7), 7000, nil, 10)); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := r.sw.Connections(vswitch.ConnFilter{Limit: 3}); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%25 == 24 {
+				r.sw.FlushConnections(vswitch.ConnFilter{Router: "r1"})
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		r.fes[0].SendPacket(0, l4frame(t, a, m10, "10.10.0.3", "10.20.0.2", uint16(1000+i%7), 7000, nil, 10))
+		r.poll()
+		r.fes[1].Received(0)
+	}
+}

@@ -251,7 +251,7 @@ func filterRun(p *pipe, w *Worker, c *config, port uint16, b *Batch, now uint32,
 		}
 	}
 	if p.tracing {
-		traceVerdicts(p, f, dir)
+		traceVerdicts(p, f, dir, stateful)
 	}
 	n := 0
 	for k := range fs {
@@ -328,6 +328,7 @@ func rejectIngress(p *pipe, out *portEntry, b *Batch, i uint16, ph *header.Parse
 func (w *Worker) sendRejects(c *config) {
 	q := &w.pipe.f.rej
 	q.busy = true
+	defer func() { q.b.N, q.busy = 0, false }() // also when a port fault unwinds the worker
 	n := q.b.N
 	for start := 0; start < n; {
 		port := q.port[start]
@@ -346,8 +347,6 @@ func (w *Worker) sendRejects(c *config) {
 		}
 		start = end
 	}
-	q.b.N = 0
-	q.busy = false
 }
 
 // stageFilterOut filters the packets selected for port out in the
@@ -653,7 +652,7 @@ func traceCTState(t *Trace, s nat.CTState) {
 
 // traceVerdicts records the filter's decision on the traced packets of
 // p.f; drops are recorded when counted.
-func traceVerdicts(p *pipe, f *filter, dir acl.Direction) {
+func traceVerdicts(p *pipe, f *filter, dir acl.Direction, stateful bool) {
 	fp := &p.f
 	for k := 0; k < fp.n; k++ {
 		t := p.tr(int(fp.idx[k]))
@@ -681,7 +680,7 @@ func traceVerdicts(p *pipe, f *filter, dir acl.Direction) {
 			t.s("security group rule ").s(f.snap.SG.Rules()[v.SGRule].Name).s(" admits a new connection")
 		case v.Commit:
 			t.s("security groups admit a new connection")
-		case fp.res[k].State&(nat.StateEst|nat.StateRel) != 0:
+		case stateful && fp.res[k].State&(nat.StateEst|nat.StateRel) != 0:
 			t.s("pass (part of a connection)")
 		default:
 			t.s("pass")
