@@ -230,3 +230,32 @@ func TestConntrackDiff(t *testing.T) {
 		t.Fatalf("bad put: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// The OpenAPI document describes /v1/conntrack's query parameters; a
+// flush takes no limit and no If-Match.
+func TestConntrackOpenAPI(t *testing.T) {
+	r := newRig(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name, In string
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(r.do("GET", "/v1/openapi.json", "").Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	names := func(m string) string {
+		var s []string
+		for _, p := range doc.Paths["/v1/conntrack"][m].Parameters {
+			s = append(s, p.In+":"+p.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	if got := names("get"); got != "query:zone,query:port,query:router,query:protocol,query:address,query:limit" {
+		t.Errorf("GET parameters %s", got)
+	}
+	if got := names("delete"); got != "query:zone,query:port,query:router,query:protocol,query:address" {
+		t.Errorf("DELETE parameters %s", got)
+	}
+}

@@ -63,4 +63,11 @@ conntrack: {max_entries: 100, zone_limit: 10, tcp_window_check: loose, timeouts:
 	if rec.Code != 404 {
 		t.Fatalf("flush of an unknown port: %d %s", rec.Code, rec.Body)
 	}
+	rec = httptest.NewRecorder()
+	d.MetricsHandler(func() uint64 { return 1 }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"vswitch_conntrack_max_entries 50", "vswitch_conntrack_entries 0", "vswitch_conntrack_created_total 0"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }

@@ -20,6 +20,7 @@ type collector struct {
 	rxPackets, rxBytes, txPackets, txBytes, drops *prometheus.Desc
 	up, queues, connects, badMessages, configRev  *prometheus.Desc
 	fdbEntries, fdbRefused                        *prometheus.Desc
+	ctEntries, ctMax, ctCreated, ctExpired        *prometheus.Desc
 }
 
 var dropReasons = func() []string {
@@ -47,11 +48,16 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		fdbEntries:  prometheus.NewDesc("vswitch_bridge_fdb_entries", "Learned (VLAN, MAC) entries.", []string{"bridge"}, nil),
 		fdbRefused: prometheus.NewDesc("vswitch_bridge_fdb_refused_total",
 			"MACs not learned because the bridge's fdb_max was reached or its probe window was full.", []string{"bridge"}, nil),
+		ctEntries: prometheus.NewDesc("vswitch_conntrack_entries", "Tracked connections (expired ones not yet reclaimed included).", nil, nil),
+		ctMax:     prometheus.NewDesc("vswitch_conntrack_max_entries", "The connection limit (conntrack.max_entries).", nil, nil),
+		ctCreated: prometheus.NewDesc("vswitch_conntrack_created_total", "Connections committed.", nil, nil),
+		ctExpired: prometheus.NewDesc("vswitch_conntrack_expired_total", "Connections reclaimed after their timeout.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused,
+		c.ctEntries, c.ctMax, c.ctCreated, c.ctExpired} {
 		ch <- d
 	}
 }
@@ -60,6 +66,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	status := map[string]api.PortStatus{}
 	for _, s := range c.d.Ports() {
 		status[s.Name] = s
+	}
+	ch <- prometheus.MustNewConstMetric(c.ctMax, prometheus.GaugeValue, float64(c.d.Switch.ConntrackSettings().Capacity))
+	if t := c.d.Switch.Conntrack(); t != nil {
+		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(t.Len()))
+		ch <- prometheus.MustNewConstMetric(c.ctCreated, prometheus.CounterValue, float64(t.Created.Load()))
+		ch <- prometheus.MustNewConstMetric(c.ctExpired, prometheus.CounterValue, float64(t.Expired.Load()))
 	}
 	for _, b := range c.d.Switch.Bridges() {
 		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(b.FDB.Len()), b.Name)
