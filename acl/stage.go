@@ -118,6 +118,17 @@ func (s *Snapshot) PortSecurity(frames [][]byte, ps []header.Parsed, meta []Meta
 // other EtherTypes pass this stage (port security checks what a guest
 // sends).
 func (s *Snapshot) Filter(ps []header.Parsed, meta []Meta, ct []CTState, out []Verdict, cnt *Counters) {
+	s.filter(ps, meta, ct, out, cnt, true)
+}
+
+// Explain is Filter for a dry run (a packet trace): the same verdicts,
+// with no drop and no rule hit counted.
+func (s *Snapshot) Explain(ps []header.Parsed, meta []Meta, ct []CTState, out []Verdict) {
+	var cnt Counters
+	s.filter(ps, meta, ct, out, &cnt, false)
+}
+
+func (s *Snapshot) filter(ps []header.Parsed, meta []Meta, ct []CTState, out []Verdict, cnt *Counters, hits bool) {
 	meta, out = meta[:len(ps)], out[:len(ps)]
 	var aclRun, sgRun hitRun
 	for i := range ps {
@@ -125,14 +136,20 @@ func (s *Snapshot) Filter(ps []header.Parsed, meta []Meta, ct []CTState, out []V
 		v := Verdict{ACLRule: -1, SGRule: -1}
 		r := s.ACL.Lookup(p, m)
 		v.ACLRule = r.Rule
-		aclRun.add(s.ACL, r.Rule)
+		if hits {
+			aclRun.add(s.ACL, r.Rule)
+		}
 		switch r.Action {
 		case Deny:
 			v.Drop = DropACLDeny
 		case Reject:
 			v.Drop, v.Reject = DropACLReject, true
 		default:
-			v.Drop, v.SGRule, v.Commit = s.sgDecide(p, m, ct, i, &sgRun)
+			run := &sgRun
+			if !hits {
+				run = nil
+			}
+			v.Drop, v.SGRule, v.Commit = s.sgDecide(p, m, ct, i, run)
 		}
 		if v.Drop != Pass {
 			cnt.Drops[v.Drop]++
@@ -162,7 +179,9 @@ func (s *Snapshot) sgDecide(p *header.Parsed, m Meta, ct []CTState, i int, run *
 		return Pass, -1, true
 	}
 	r := s.SG.Lookup(p, m)
-	run.add(s.SG, r.Rule)
+	if run != nil {
+		run.add(s.SG, r.Rule)
+	}
 	if r.Action == Allow {
 		return Pass, r.Rule, true
 	}

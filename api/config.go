@@ -35,6 +35,126 @@ type Config struct {
 	// ports join by name; ACLs are stateless rules bound to a port.
 	SecurityGroups []acl.SecurityGroup `mapstructure:"security_groups" json:"security_groups,omitempty"`
 	ACLs           []acl.ACL           `mapstructure:"acls" json:"acls,omitempty"`
+	// Conntrack tunes the connection tracking of security groups and NAT.
+	Conntrack ConntrackConfig `mapstructure:"conntrack" json:"conntrack,omitzero"`
+}
+
+// ConntrackConfig tunes connection tracking. A setting left out (or 0)
+// takes its default, Linux nf_conntrack's where Linux has one. Every
+// setting applies to the running switch without a restart, except that
+// max_entries cannot grow past the size the table was made with.
+type ConntrackConfig struct {
+	// MaxEntries is the most connections tracked at once, all zones
+	// together (default 65536). The table is allocated for it when
+	// security groups or NAT first need one, at about 180 bytes an
+	// entry; a lower value later applies at once, a higher one needs a
+	// restart of vswitchd.
+	MaxEntries int `mapstructure:"max_entries" json:"max_entries,omitempty"`
+	// ZoneLimit is the most connections of one zone: each port with
+	// security groups and each router with NAT tracks in a zone of its
+	// own, so one guest cannot fill the table for all (OVS
+	// ct-set-limits). 0: no limit but max_entries.
+	ZoneLimit int `mapstructure:"zone_limit" json:"zone_limit,omitempty"`
+	// TCPWindowCheck is how TCP sequence and acknowledgement numbers are
+	// checked against the windows conntrack tracks: "strict" (default:
+	// out-of-window segments are invalid and dropped, as with Linux's
+	// nf_conntrack_tcp_be_liberal=0 and OVS's sequence check), "loose"
+	// (they pass without moving the state, as with be_liberal=1; an
+	// out-of-window RST is still invalid) or "off" (flags alone drive
+	// the state).
+	TCPWindowCheck string `mapstructure:"tcp_window_check" json:"tcp_window_check,omitempty"`
+	// Timeouts are how long a connection lives after its last packet.
+	Timeouts ConntrackTimeouts `mapstructure:"timeouts" json:"timeouts,omitzero"`
+}
+
+// ConntrackTimeouts are connection lifetimes in seconds, per TCP state
+// and per protocol; 0 or left out is Linux's default (in brackets).
+type ConntrackTimeouts struct {
+	TCPSynSent     int `mapstructure:"tcp_syn_sent" json:"tcp_syn_sent,omitempty"`       // [120]
+	TCPSynRecv     int `mapstructure:"tcp_syn_recv" json:"tcp_syn_recv,omitempty"`       // [60]
+	TCPEstablished int `mapstructure:"tcp_established" json:"tcp_established,omitempty"` // [432000, 5 days]
+	TCPFinWait     int `mapstructure:"tcp_fin_wait" json:"tcp_fin_wait,omitempty"`       // [120]
+	TCPCloseWait   int `mapstructure:"tcp_close_wait" json:"tcp_close_wait,omitempty"`   // [60]
+	TCPLastAck     int `mapstructure:"tcp_last_ack" json:"tcp_last_ack,omitempty"`       // [30]
+	TCPTimeWait    int `mapstructure:"tcp_time_wait" json:"tcp_time_wait,omitempty"`     // [120]
+	TCPClose       int `mapstructure:"tcp_close" json:"tcp_close,omitempty"`             // [10], after a RST
+	UDPFirst       int `mapstructure:"udp_first" json:"udp_first,omitempty"`             // [30] until a reply (nf_conntrack_udp_timeout)
+	UDPStream      int `mapstructure:"udp_stream" json:"udp_stream,omitempty"`           // [120] once replied (udp_timeout_stream)
+	ICMP           int `mapstructure:"icmp" json:"icmp,omitempty"`                       // [30] echo
+	Other          int `mapstructure:"other" json:"other,omitempty"`                     // [600] other IP protocols (generic)
+}
+
+// Bounds of the conntrack settings.
+const (
+	MaxConntrackEntries = 1 << 24  // about 3 GB of table
+	MaxConntrackTimeout = 31536000 // a year, in seconds
+)
+
+// fields lists the timeouts with their config names.
+func (t *ConntrackTimeouts) fields() []struct {
+	name string
+	v    *int
+} {
+	return []struct {
+		name string
+		v    *int
+	}{
+		{"tcp_syn_sent", &t.TCPSynSent}, {"tcp_syn_recv", &t.TCPSynRecv}, {"tcp_established", &t.TCPEstablished},
+		{"tcp_fin_wait", &t.TCPFinWait}, {"tcp_close_wait", &t.TCPCloseWait}, {"tcp_last_ack", &t.TCPLastAck},
+		{"tcp_time_wait", &t.TCPTimeWait}, {"tcp_close", &t.TCPClose}, {"udp_first", &t.UDPFirst},
+		{"udp_stream", &t.UDPStream}, {"icmp", &t.ICMP}, {"other", &t.Other},
+	}
+}
+
+// validate checks the settings; errors name the field.
+func (c *ConntrackConfig) validate(bad func(field, format string, args ...any)) {
+	if c.MaxEntries < 0 || c.MaxEntries > MaxConntrackEntries {
+		bad("conntrack.max_entries", "%d is not in 1..%d (0: the default, 65536)", c.MaxEntries, MaxConntrackEntries)
+	}
+	if c.ZoneLimit < 0 || c.ZoneLimit > MaxConntrackEntries {
+		bad("conntrack.zone_limit", "%d is not in 0..%d", c.ZoneLimit, MaxConntrackEntries)
+	} else if c.MaxEntries > 0 && c.ZoneLimit > c.MaxEntries {
+		bad("conntrack.zone_limit", "%d is more than max_entries (%d)", c.ZoneLimit, c.MaxEntries)
+	}
+	if c.TCPWindowCheck != "" {
+		if _, err := nat.ParseWindowCheck(c.TCPWindowCheck); err != nil {
+			bad("conntrack.tcp_window_check", "%v", err)
+		}
+	}
+	for _, f := range c.Timeouts.fields() {
+		if *f.v < 0 || *f.v > MaxConntrackTimeout {
+			bad("conntrack.timeouts."+f.name, "%d seconds is not in 1..%d (0: Linux's default)", *f.v, MaxConntrackTimeout)
+		}
+	}
+}
+
+// NAT returns the settings as package nat takes them (validated c):
+// defaults filled in, MaxEntries 0 left for the switch to size.
+func (c *ConntrackConfig) NAT() nat.Config {
+	cfg := nat.Config{Capacity: c.MaxEntries, ZoneLimit: uint32(c.ZoneLimit), Window: nat.WindowStrict, Timeouts: nat.DefaultTimeouts()}
+	if c.TCPWindowCheck != "" {
+		cfg.Window, _ = nat.ParseWindowCheck(c.TCPWindowCheck)
+	}
+	t := &c.Timeouts
+	set := func(dst *uint32, v int) {
+		if v > 0 {
+			*dst = uint32(v)
+		}
+	}
+	to := &cfg.Timeouts
+	set(&to.TCP[nat.TCPSynSent], t.TCPSynSent)
+	set(&to.TCP[nat.TCPSynRecv], t.TCPSynRecv)
+	set(&to.TCP[nat.TCPEstablished], t.TCPEstablished)
+	set(&to.TCP[nat.TCPFinWait], t.TCPFinWait)
+	set(&to.TCP[nat.TCPCloseWait], t.TCPCloseWait)
+	set(&to.TCP[nat.TCPLastAck], t.TCPLastAck)
+	set(&to.TCP[nat.TCPTimeWait], t.TCPTimeWait)
+	set(&to.TCP[nat.TCPClose], t.TCPClose)
+	set(&to.UDP, t.UDPFirst)
+	set(&to.UDPReplied, t.UDPStream)
+	set(&to.ICMP, t.ICMP)
+	set(&to.Other, t.Other)
+	return cfg
 }
 
 // RouterConfig declares a router between bridge VLANs.
@@ -368,6 +488,7 @@ func (c *Config) Validate() error {
 			bad(f+".type", "unknown port type %q (supported: %s, %s)", p.Type, TypeVhostUser, TypeAFXDP)
 		}
 	}
+	c.Conntrack.validate(bad)
 	validateRouters(c.Routers, bridges, bad)
 	for i, r := range c.Routers {
 		if err := nat.Validate(fmt.Sprintf("routers[%d].nat", i), r.NAT); err != nil {

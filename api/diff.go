@@ -16,11 +16,12 @@ type Action struct {
 	Kind string `json:"kind"` // KindBridge, KindPort or KindLog
 	Name string `json:"name,omitempty"`
 
-	Bridge *BridgeConfig `json:"-"` // the bridge to add
-	Port   *PortConfig   `json:"-"` // the port to add
-	Router *RouterConfig `json:"-"` // the router to add
-	Filter *acl.Config   `json:"-"` // the new groups, ACLs and port filter fields
-	Log    *LogConfig    `json:"-"` // the new log settings
+	Bridge    *BridgeConfig    `json:"-"` // the bridge to add
+	Port      *PortConfig      `json:"-"` // the port to add
+	Router    *RouterConfig    `json:"-"` // the router to add
+	Filter    *acl.Config      `json:"-"` // the new groups, ACLs and port filter fields
+	Conntrack *ConntrackConfig `json:"-"` // the new conntrack settings
+	Log       *LogConfig       `json:"-"` // the new log settings
 }
 
 // Action operations and kinds.
@@ -29,11 +30,12 @@ const (
 	OpAdd    = "add"
 	OpUpdate = "update"
 
-	KindBridge = "bridge"
-	KindPort   = "port"
-	KindRouter = "router"
-	KindFilter = "filter"
-	KindLog    = "log"
+	KindBridge    = "bridge"
+	KindPort      = "port"
+	KindRouter    = "router"
+	KindFilter    = "filter"
+	KindConntrack = "conntrack"
+	KindLog       = "log"
 )
 
 func (a Action) String() string {
@@ -45,9 +47,11 @@ func (a Action) String() string {
 
 // Diff returns the actions that turn the running config old into new,
 // touching only what changed: a port whose config is unchanged (and whose
-// bridge is unchanged) is left alone. The order is fixed: routers
-// removed, ports removed, bridges removed, filters updated, bridges
-// added, ports added, routers added, then in-place updates;
+// bridge is unchanged) is left alone. The order is fixed: conntrack
+// settings updated (first, so that a refused change stops before
+// anything else changed, and a table made later has the new size),
+// routers removed, ports removed, bridges removed, filters updated,
+// bridges added, ports added, routers added, then in-place updates;
 // within each group by name. A change to a setting that only takes effect
 // at start (api, run_dir, dataplane, vhostuser) is an error naming the
 // field.
@@ -93,6 +97,10 @@ func Diff(old, new *Config) ([]Action, error) {
 		}
 	}
 	var acts []Action
+	if !sameJSON(old.Conntrack, new.Conntrack) {
+		ct := new.Conntrack
+		acts = append(acts, Action{Op: OpUpdate, Kind: KindConntrack, Conntrack: &ct})
+	}
 	for _, name := range sortedKeys(oldR) {
 		if replacedR[name] {
 			acts = append(acts, Action{Op: OpRemove, Kind: KindRouter, Name: name})
@@ -193,14 +201,16 @@ func (c *Config) Apply(a Action) {
 			f := pf[c.Ports[i].Name]
 			c.Ports[i].SecurityGroups, c.Ports[i].PortSecurity = f.SecurityGroups, f.PortSecurity
 		}
+	case a.Kind == KindConntrack:
+		c.Conntrack = *a.Conntrack
 	case a.Kind == KindLog:
 		c.Log = *a.Log
 	}
 }
 
 // Startup returns a config with c's start-time settings (api, run_dir,
-// dataplane, log) and nothing else: what the daemon runs before it
-// reconciles towards c.
+// dataplane, log, conntrack) and nothing else: what the daemon runs
+// before it reconciles towards c.
 func (c *Config) Startup() *Config {
 	s := c.Clone()
 	s.Bridges, s.Ports, s.Routers = nil, nil, nil

@@ -11,10 +11,16 @@ import (
 // describes it, both from this table.
 type route struct {
 	Method, Path, Summary string
-	Request               any   // body type, nil if none
-	Response              any   // 2xx body type, nil if none
-	Codes                 []int // every status it answers with
+	Query                 []queryParam // query parameters it reads
+	Request               any          // body type, nil if none
+	Response              any          // 2xx body type, nil if none
+	Codes                 []int        // every status it answers with
 	handle                http.HandlerFunc
+}
+
+// queryParam is an optional query parameter of a route.
+type queryParam struct {
+	Name, Type, Description string // Type: string or integer
 }
 
 func (h *handler) routes() []route {
@@ -32,6 +38,7 @@ func (h *handler) routes() []route {
 	}
 	rs = append(rs, h.inspectRoutes()...)
 	rs = append(rs, h.workerRoutes()...)
+	rs = append(rs, h.conntrackRoutes()...)
 	if h.liveTracer() != nil {
 		rs = append(rs,
 			route{Method: "POST", Path: "/v1/ports/{name}/trace", Summary: "Arm a live trace: capture the next count (1..1000) packets received on the port, replacing any capture there",
@@ -92,7 +99,11 @@ func (h *handler) OpenAPI() map[string]any {
 		if strings.Contains(rt.Path, "{name}") {
 			params = append(params, map[string]any{"name": "name", "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
-		if (rt.Method == "PUT" || rt.Method == "PATCH" || rt.Method == "DELETE") && !strings.HasSuffix(rt.Path, "/trace") {
+		for _, q := range rt.Query {
+			params = append(params, map[string]any{"name": q.Name, "in": "query", "required": false,
+				"description": q.Description, "schema": map[string]any{"type": q.Type}})
+		}
+		if (rt.Method == "PUT" || rt.Method == "PATCH" || rt.Method == "DELETE") && rt.Query == nil && !strings.HasSuffix(rt.Path, "/trace") {
 			params = append(params, map[string]any{"name": "If-Match", "in": "header", "required": false,
 				"description": "revision from an ETag; a mismatch answers 409", "schema": map[string]any{"type": "string"}})
 		}

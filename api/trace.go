@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -28,6 +29,13 @@ type TraceRequest struct {
 	TTL     int    `json:"ttl,omitempty"`      // default 64
 	L4Src   int    `json:"l4_src,omitempty"`
 	L4Dst   int    `json:"l4_dst,omitempty"`
+	// TCPFlags are a TCP packet's flags, comma separated: syn, ack, fin,
+	// rst, psh, urg (default syn: a new connection). With the sequence
+	// and acknowledgement numbers they say where the packet falls in a
+	// tracked connection: conntrack's TCP window check judges them.
+	TCPFlags string `json:"tcp_flags,omitempty"`
+	TCPSeq   uint32 `json:"tcp_seq,omitempty"`
+	TCPAck   uint32 `json:"tcp_ack,omitempty"`
 }
 
 // TraceResult is the pipeline's dry run for a TraceRequest.
@@ -150,10 +158,19 @@ func (t *TraceRequest) Frame() ([]byte, error) {
 		*inner = 0x88b5 // no IP: a bare frame of the IEEE local experimental EtherType
 		ls = append(ls, gopacket.Payload(make([]byte, 46)))
 	}
+	if (t.TCPFlags != "" || t.TCPSeq != 0 || t.TCPAck != 0) && (nl == nil || proto != layers.IPProtocolTCP) {
+		return nil, fmt.Errorf("tcp_flags: tcp_flags, tcp_seq and tcp_ack are for TCP (ip_proto 6 with addresses)")
+	}
 	if nl != nil {
 		switch proto {
 		case layers.IPProtocolTCP:
-			tcp := &layers.TCP{SrcPort: layers.TCPPort(t.L4Src), DstPort: layers.TCPPort(t.L4Dst), SYN: true, Window: 65535}
+			tcp := &layers.TCP{SrcPort: layers.TCPPort(t.L4Src), DstPort: layers.TCPPort(t.L4Dst), SYN: true, Window: 65535,
+				Seq: t.TCPSeq, Ack: t.TCPAck}
+			if t.TCPFlags != "" {
+				if err := setTCPFlags(tcp, t.TCPFlags); err != nil {
+					return nil, err
+				}
+			}
 			tcp.SetNetworkLayerForChecksum(nl)
 			ls = append(ls, tcp)
 		case layers.IPProtocolUDP:
@@ -174,6 +191,30 @@ func (t *TraceRequest) Frame() ([]byte, error) {
 		return nil, fmt.Errorf("building the packet: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// setTCPFlags sets the flags named in s (comma separated).
+func setTCPFlags(tcp *layers.TCP, s string) error {
+	tcp.SYN = false
+	for _, f := range strings.Split(s, ",") {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "syn":
+			tcp.SYN = true
+		case "ack":
+			tcp.ACK = true
+		case "fin":
+			tcp.FIN = true
+		case "rst":
+			tcp.RST = true
+		case "psh":
+			tcp.PSH = true
+		case "urg":
+			tcp.URG = true
+		default:
+			return fmt.Errorf("tcp_flags: %q is not syn, ack, fin, rst, psh or urg", strings.TrimSpace(f))
+		}
+	}
+	return nil
 }
 
 func orDefault(s, def string) string {

@@ -104,3 +104,33 @@ func TestLiveTraceEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TCP flags and numbers make a packet of a tracked connection; they are
+// for TCP only.
+func TestTraceTCPFlags(t *testing.T) {
+	req := TraceRequest{InPort: "vm1", IPv4Src: "10.0.0.1", IPv4Dst: "10.0.0.2", IPProto: 6, L4Src: 1, L4Dst: 2,
+		TCPFlags: "ack, PSH", TCPSeq: 101, TCPAck: 4000000000}
+	f, err := req.Frame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, _ := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if tcp == nil || tcp.SYN || !tcp.ACK || !tcp.PSH || tcp.Seq != 101 || tcp.Ack != 4000000000 {
+		t.Fatalf("tcp %+v", tcp)
+	}
+	req.TCPFlags, req.TCPSeq, req.TCPAck = "", 0, 0
+	f, _ = req.Frame()
+	if tcp, _ := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP); tcp == nil || !tcp.SYN || tcp.ACK {
+		t.Fatalf("default flags %+v", tcp)
+	}
+	r := newRig(t)
+	for _, body := range []string{
+		`{"in_port":"vm1","ipv4_dst":"10.0.0.2","ip_proto":6,"tcp_flags":"syn,ece"}`,
+		`{"in_port":"vm1","ipv4_dst":"10.0.0.2","ip_proto":17,"tcp_flags":"ack"}`,
+		`{"in_port":"vm1","tcp_seq":5}`,
+	} {
+		if rec := r.do("POST", "/v1/trace", body); rec.Code != 422 || !strings.Contains(rec.Body.String(), "tcp_flags") {
+			t.Errorf("%s: %d %s", body, rec.Code, rec.Body)
+		}
+	}
+}

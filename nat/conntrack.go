@@ -283,7 +283,7 @@ func (w *Worker) Commit(frames [][]byte, ps []header.Parsed, res []Result, rules
 		var pool uint16
 		if rules != nil {
 			var why Reason
-			st, pool, why = w.natNew(rules, &r.key, &reply, st)
+			st, pool, why = w.natNew(rules, &r.key, &reply, st, false)
 			if why != 0 {
 				w.mark(r, why)
 				continue

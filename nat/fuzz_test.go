@@ -71,15 +71,18 @@ func FuzzConntrack(f *testing.F) {
 				continue
 			}
 			r.ps[0] = p
-			fr := [][]byte{b}
-			r.w.Lookup(fr, r.ps[:], r.zone, r.now, r.res[:])
-			r.res[0].Admit = op[7]&1 == 0
 			r.rules = nil
 			if op[7]&2 == 0 {
 				r.rules = rs
 			}
+			peeked := append([]byte(nil), b...)
+			pk := r.tab.Peek(peeked, &p, r.zone, r.rules, r.now)
+			fr := [][]byte{b}
+			r.w.Lookup(fr, r.ps[:], r.zone, r.now, r.res[:])
+			r.res[0].Admit = op[7]&1 == 0
 			r.w.Commit(fr, r.ps[:], r.res[:], r.rules, r.now)
 			r.w.Translate(fr, r.ps[:], r.res[:])
+			peekAgrees(t, pk, r.res[0], peeked, b)
 			if res := r.res[0]; res.State&(StateSNAT|StateDNAT) != 0 && res.Reason == 0 && op[0]&7 != 5 {
 				checkSums(t, b)
 			}
@@ -110,4 +113,39 @@ func icmpErrRaw(t testing.TB, src, dst string, inner []byte) []byte {
 		return nil
 	}
 	return icmpErr(t, src, dst, inner)
+}
+
+// peekAgrees holds Table.Peek to what Lookup, Commit and Translate did
+// with the same packet right after it. Outcomes Peek cannot foresee are
+// let through: a commit refused for room when the sweep at the end of
+// Lookup or the replacement of an expired entry changes the count, a
+// bucket overflow, a reply key taken (ReasonGone), and the port a
+// masquerade takes from its pool.
+func peekAgrees(t *testing.T, pk Peek, res Result, peeked, got []byte) {
+	t.Helper()
+	room := func(r Reason) bool {
+		return r == ReasonFull || r == ReasonZoneFull || r == ReasonBucketFull || r == ReasonGone
+	}
+	if room(res.Reason) || room(pk.CommitReason) {
+		return
+	}
+	nat := StateSNAT | StateDNAT
+	if !res.Admit {
+		if pk.State&^nat != res.State&^nat || pk.Found && pk.State != res.State || pk.Reason != res.Reason {
+			t.Fatalf("peek %s %v, lookup (not admitted) %s %v", pk.State, pk.Reason, res.State, res.Reason)
+		}
+		return
+	}
+	if pk.Reason != res.Reason && pk.CommitReason != res.Reason {
+		t.Fatalf("peek reason %v (commit %v), lookup %v", pk.Reason, pk.CommitReason, res.Reason)
+	}
+	if res.Reason != 0 {
+		return
+	}
+	if pk.State != res.State {
+		t.Fatalf("peek %s, lookup %s", pk.State, res.State)
+	}
+	if !pk.PortFromPool && string(peeked) != string(got) {
+		t.Fatalf("peek rewrote\n%x\nTranslate\n%x", peeked, got)
+	}
 }

@@ -68,6 +68,9 @@ func (p *portPool) alloc(want uint16, rnd uint32) uint16 {
 	return 0
 }
 
+// free says port is not taken.
+func (p *portPool) free(port uint16) bool { return p.bits[port>>6].Load()&(1<<(port&63)) == 0 }
+
 // InUse is how many ports of the pool are taken.
 func (p *portPool) InUse() int { return int(p.used.Load()) }
 
@@ -226,7 +229,11 @@ func poolIdx(proto uint8) int {
 // anything else in a snat source prefix is masqueraded behind the rule's
 // address with a port from its pool; a hairpin with no rule covering the
 // source is masqueraded behind the DNAT's external address.
-func (w *Worker) natNew(rs *Rules, orig, reply *key, st uint32) (uint32, uint16, Reason) {
+//
+// With dry set nothing is allocated (Table.Peek): the source port is kept
+// in the reply key, and the pool result is 1 when Commit would have to
+// take another port from the pool, else 0.
+func (w *Worker) natNew(rs *Rules, orig, reply *key, st uint32, dry bool) (uint32, uint16, Reason) {
 	v6 := orig.v6()
 	src, dst := orig.src(), orig.dst()
 	proto := orig.proto()
@@ -280,13 +287,21 @@ func (w *Worker) natNew(rs *Rules, orig, reply *key, st uint32) (uint32, uint16,
 			if pools != nil {
 				snat = true
 				if pi := poolIdx(proto); pi >= 0 && (proto != header.ProtoICMP && proto != header.ProtoICMPv6 || echo) {
-					w.rnd = w.rnd*1664525 + 1013904223
 					p := (*w.t.pools.Load())[pools[pi]]
-					port := p.alloc(newSport, w.rnd>>8)
-					if port == 0 {
+					switch {
+					case !dry:
+						w.rnd = w.rnd*1664525 + 1013904223
+						port := p.alloc(newSport, w.rnd>>8)
+						if port == 0 {
+							return st, 0, ReasonNoPort
+						}
+						newSport, pool = port, pools[pi]+1
+					case newSport >= minPort && p.free(newSport):
+					case p.InUse() > maxPort-minPort:
 						return st, 0, ReasonNoPort
+					default:
+						pool = 1
 					}
-					newSport, pool = port, pools[pi]+1
 				}
 			}
 		}

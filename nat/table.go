@@ -106,9 +106,12 @@ type Table struct {
 	perShard uint32
 	count    atomic.Int64
 	zoneCnt  []atomic.Int32  // live connections per zone
-	zoneLim  []atomic.Uint32 // per-zone limit, 0 = cfg.ZoneLimit
+	zoneLim  []atomic.Uint32 // per-zone limit, 0 = zoneDef
 	sweepPos atomic.Uint64
 	timeouts atomic.Pointer[Timeouts]
+	limit    atomic.Int64                // most live connections, at most cfg.Capacity (Reconfigure)
+	zoneDef  atomic.Uint32               // per-zone limit of zones without their own, 0 = none
+	window   atomic.Uint32               // WindowCheck
 	pools    atomic.Pointer[[]*portPool] // append-only; index+1 in conn.pool
 	poolMu   sync.Mutex
 	workers  atomic.Uint32
@@ -212,6 +215,9 @@ func New(cfg Config) (*Table, error) {
 	t := &Table{cfg: cfg}
 	to := cfg.Timeouts
 	t.timeouts.Store(&to)
+	t.limit.Store(int64(cfg.Capacity))
+	t.zoneDef.Store(cfg.ZoneLimit)
+	t.window.Store(uint32(cfg.Window))
 	var sb [48]byte
 	_, _ = rand.Read(sb[:])
 	for i := range t.seed {
@@ -261,6 +267,40 @@ func (t *Table) SetZoneLimit(zone uint16, n uint32) { t.zoneLim[zone].Store(n) }
 func (t *Table) SetTimeouts(to Timeouts) {
 	to.fill()
 	t.timeouts.Store(&to)
+}
+
+// Capacity is the number of entries the table was made with.
+func (t *Table) Capacity() int { return t.cfg.Capacity }
+
+// Reconfigure applies cfg to a running table: the connection limit
+// (cfg.Capacity, 0 for the whole table; it cannot exceed Capacity, the
+// entries are allocated once), the default per-zone limit, the window
+// check and the timeouts. Workers see each setting at their next packet.
+// Connections beyond a lowered limit stay until they end; new ones are
+// refused (ReasonFull, ReasonZoneFull) until the count is under it.
+// cfg.SweepBatch is ignored.
+func (t *Table) Reconfigure(cfg Config) error {
+	if cfg.Capacity < 0 || cfg.Capacity > t.cfg.Capacity {
+		return fmt.Errorf("conntrack limit %d: the table was made for %d connections (a larger table needs a new one)", cfg.Capacity, t.cfg.Capacity)
+	}
+	if cfg.Window > WindowStrict {
+		return fmt.Errorf("conntrack window check %d unknown", cfg.Window)
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = t.cfg.Capacity
+	}
+	t.limit.Store(int64(cfg.Capacity))
+	t.zoneDef.Store(cfg.ZoneLimit)
+	t.window.Store(uint32(cfg.Window))
+	t.SetTimeouts(cfg.Timeouts)
+	return nil
+}
+
+// Settings returns the table's current settings (Timeouts with the
+// defaults filled in).
+func (t *Table) Settings() Config {
+	return Config{Capacity: int(t.limit.Load()), ZoneLimit: t.zoneDef.Load(), Window: WindowCheck(t.window.Load()),
+		Timeouts: *t.timeouts.Load(), SweepBatch: t.cfg.SweepBatch}
 }
 
 // Len is the number of live (possibly expired, not yet swept) connections.
@@ -411,12 +451,12 @@ func (t *Table) tryInsert(orig, reply *key, h0, h1 uint64, st, now, exp uint32, 
 	zone := orig.zone()
 	lim := t.zoneLim[zone].Load()
 	if lim == 0 {
-		lim = t.cfg.ZoneLimit
+		lim = t.zoneDef.Load()
 	}
 	if lim != 0 && t.zoneCnt[zone].Load() >= int32(lim) {
 		return 0, 0, insZoneFull, 0
 	}
-	if t.count.Add(1) > int64(t.cfg.Capacity) {
+	if t.count.Add(1) > t.limit.Load() {
 		t.count.Add(-1)
 		return 0, 0, insFull, 0
 	}
@@ -534,14 +574,4 @@ func (t *Table) Sweep(now uint32) int {
 		t.Expired.Add(uint64(del))
 	}
 	return del
-}
-
-// Flush deletes every connection (control plane; not concurrent with
-// itself).
-func (t *Table) Flush() {
-	for idx := 1; idx < len(t.conns); idx++ {
-		if g := t.conns[idx].gen.Load(); g&1 == 0 {
-			t.remove(uint32(idx), g)
-		}
-	}
 }

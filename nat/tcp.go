@@ -246,7 +246,7 @@ func (w *Worker) tcpTrack(c *conn, dir int, s *tcpSeg) (uint32, Reason) {
 	if cl == cBad {
 		return 0, ReasonTCPFlags
 	}
-	mode := w.t.cfg.Window
+	mode := WindowCheck(w.t.window.Load())
 	st := c.state.Load()
 	cur := st & stateMask
 	if tcpTrans[dir][cl][cur] == sIV {

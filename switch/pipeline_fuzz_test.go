@@ -8,6 +8,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/vswitch/vswitch/acl"
+	"github.com/vswitch/vswitch/nat"
 	vswitch "github.com/vswitch/vswitch/switch"
 )
 
@@ -27,7 +29,22 @@ func fuzzSwitch(t testing.TB) *vswitch.Switch {
 	err := sw.SetRouter(vswitch.RouterSpec{Name: "r1", Interfaces: []vswitch.RouterIfSpec{
 		{Name: "v10", Bridge: "br0", VLAN: 10, MAC: [6]byte{2, 0, 0, 0, 0, 10}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.10.0.1/24"), netip.MustParsePrefix("fd10::1/64")}},
 		{Name: "v20", Bridge: "br0", VLAN: 20, MAC: [6]byte{2, 0, 0, 0, 0, 20}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.20.0.1/24"), netip.MustParsePrefix("fd20::1/64")}},
+	}, NAT: []nat.RuleConfig{
+		{Type: "snat", Source: "10.10.0.0/24", To: "10.20.0.1"},
+		{Type: "dnat", Destination: "10.20.0.100", To: "10.10.0.2"},
+		{Type: "dnat", Destination: "10.20.0.1", Protocol: "tcp", Port: 8080, To: "10.10.0.2:80"},
 	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Filters: conntrack, security groups and port security on a, an
+	// ingress reject on b.
+	err = sw.SetFilter(&acl.Config{
+		SecurityGroups: []acl.SecurityGroup{{Name: "g", Rules: []acl.SGRule{{Direction: "ingress", EtherType: "ipv4", Protocol: "tcp", Ports: "80"}}}},
+		Ports: []acl.PortFilter{{Name: "a", SecurityGroups: []string{"g"},
+			PortSecurity: &acl.PortSecurity{MAC: "52:54:00:00:00:01", IPs: []string{"10.10.0.2", "fd10::2"}}}},
+		ACLs: []acl.ACL{{Name: "rej", Port: "b", Direction: "ingress", Priority: 1, Protocol: "tcp", Ports: "22", Action: "reject"}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +54,8 @@ func fuzzSwitch(t testing.TB) *vswitch.Switch {
 func FuzzPipeline(f *testing.F) {
 	rmac := net.HardwareAddr{2, 0, 0, 0, 0, 10}
 	f.Add(uint8(0), udp4(f, mac(0), rmac, "10.10.0.2", "10.20.0.2", 64))
+	f.Add(uint8(1), l4frame(f, mac(1), net.HardwareAddr{2, 0, 0, 0, 0, 20}, "10.20.0.2", "10.20.0.1", 4000, 8080, &layers.TCP{SYN: true}, 0))
+	f.Add(uint8(3), l4frame(f, mac(3), mac(1), "10.20.0.9", "10.20.0.2", 4000, 22, &layers.TCP{SYN: true}, 0))
 	f.Add(uint8(0), udp6(f, mac(0), rmac, "fd10::2", "fd20::2", 1))
 	f.Add(uint8(2), vframe(f, mac(0), bcast, 20, 10))
 	f.Add(uint8(0), arpFrameTB(f, layers.ARPRequest, mac(0), "10.10.0.2", bcast, "10.10.0.1"))

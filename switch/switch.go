@@ -108,6 +108,7 @@ type Switch struct {
 	neigh   neighTable
 	fcfg    *acl.Config       // the filter config, recompiled as ports come and go (under mu)
 	zones   map[string]uint16 // each router's conntrack zone (under mu)
+	ctcfg   nat.Config        // conntrack settings (under mu); Capacity 0: Options.Conntrack
 	mu      sync.Mutex        // serializes control-plane changes
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -121,7 +122,7 @@ func New(opts Options) *Switch {
 	if opts.Log == nil {
 		opts.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	s := &Switch{opts: opts, log: opts.Log, stop: make(chan struct{})}
+	s := &Switch{opts: opts, log: opts.Log, stop: make(chan struct{}), ctcfg: DefaultConntrack()}
 	s.cfg.Store(&config{bridges: map[string]*Bridge{}, routers: map[string]*router{}})
 	s.neigh.init()
 	for i := 0; i < opts.Workers; i++ {
@@ -402,11 +403,14 @@ func (s *Switch) conntrack(c *config) (*nat.Table, error) {
 	if c.ct != nil {
 		return c.ct, nil
 	}
-	n := s.opts.Conntrack
-	if n <= 0 {
-		n = DefaultConntrackSize
+	cfg := s.ctcfg
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = s.opts.Conntrack
 	}
-	t, err := nat.New(nat.Config{Capacity: n})
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = DefaultConntrackSize
+	}
+	t, err := nat.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -149,7 +149,12 @@ type TraceResult struct {
 
 // Trace runs frame, as if received on port inPort, through the same stage
 // functions the workers run, on the current tables, in dry-run mode: no
-// FDB learning, no neighbour updates, no rate-limit tokens, no transmit.
+// FDB learning, no neighbour updates, no rate-limit tokens, no transmit,
+// no connection committed. Conntrack is peeked: the trace shows the
+// state the packet would have in each zone (a port's security groups, a
+// router's NAT) and the rewrite NAT would apply, and the stages after NAT
+// see the rewritten packet. Each output port's ingress filter runs too.
+// Rule hit and drop counters are not touched.
 func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 	c := s.cfg.Load()
 	in := c.port(inPort)
@@ -171,17 +176,23 @@ func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 	p.traces[0] = t
 	now := s.clock.Load()
 	stageClassify(p, in, b)
+	stageFilterIn(p, nil, c, in, b, now)
+	stageNATDry(p, c, in, b, now)
 	stageL3(p, in, b, now, &s.neigh)
 	stageL2(p, c, in, b, now)
-	res := &TraceResult{InPort: inPort, Stages: t.Stages(), Outputs: []TraceOutput{}, Dropped: t.Dropped()}
+	res := &TraceResult{InPort: inPort, Outputs: []TraceOutput{}}
 	for _, id := range p.touched[:p.nouch] {
 		out := c.ports[id]
 		if out == nil || p.nsel[id] == 0 {
 			continue
 		}
+		if len(stageFilterOut(p, nil, c, out, b, p.sel[id][:p.nsel[id]], now)) == 0 {
+			continue
+		}
 		vid := p.vlan[0]
 		res.Outputs = append(res.Outputs, TraceOutput{Port: out.Name, VLAN: vid, Tagged: out.vlan.egressTagged(vid)})
 	}
+	res.Stages, res.Dropped = t.Stages(), t.Dropped()
 	sort.Slice(res.Outputs, func(i, j int) bool { return res.Outputs[i].Port < res.Outputs[j].Port })
 	return res, nil
 }

@@ -312,6 +312,9 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 	}
 	w.curOut = nil
 	p.nouch = 0
+	if q := &p.f.rej; q.b.N > 0 && !q.busy {
+		w.sendRejects(c)
+	}
 }
 
 // identity selects every packet of a batch, in order.

@@ -1,14 +1,18 @@
 package tests
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vswitch/vswitch/afxdp/afxdptest"
+	"github.com/vswitch/vswitch/api"
 	"github.com/vswitch/vswitch/internal/testutil"
 )
 
@@ -65,7 +69,9 @@ func dialPeer(t *testing.T, from *afxdptest.Host, addr string, ln net.Listener) 
 // r1 with the issue's NAT rules. S reaches B masqueraded behind
 // 10.20.0.1 and gets its replies; B reaches A through the floating IP
 // 10.20.0.100 on the port the group admits and not otherwise; A's own
-// traffic out comes back; S spoofing a MAC or an IP never arrives.
+// traffic out comes back; an ingress reject refuses B's connection at
+// once; the connections are listed; S spoofing a MAC or an IP never
+// arrives.
 func TestNATAndSecurityGroups(t *testing.T) {
 	afxdpPrereqs(t)
 	a, amac := natHost(t, "10.10.0.2/24", "10.10.0.1")
@@ -83,6 +89,7 @@ ports:
   - {name: xb, type: afxdp, bridge: br0, device: %s, tag: 20}
 acls:
   - {name: no-telnet, port: xa, direction: ingress, priority: 100, protocol: tcp, ports: "23", action: deny}
+  - {name: no-smtp, port: xa, direction: ingress, priority: 100, protocol: tcp, ports: "25", action: reject}
 routers:
   - name: r1
     interfaces:
@@ -142,6 +149,26 @@ routers:
 	}
 	if d := sw.MustPorts(t)["xa"].Drops; d["sg_ingress_denied"] <= before {
 		t.Fatalf("xa drops %v: want sg_ingress_denied counted", d)
+	}
+	// An ingress reject on A's port answers B at once with a RST from
+	// the floating IP (back through the router's NAT): refused, not a
+	// timeout.
+	start := time.Now()
+	if c, err := afxdptest.Dial(b.NS, "10.20.0.100:25"); err == nil {
+		c.Close()
+		t.Fatal("B connected to A's port 25")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 5*time.Second {
+		t.Fatalf("dial to a rejected port: %v after %v, want connection refused at once", err, time.Since(start))
+	}
+	// The connections are listed: the router's with their NAT, A's in
+	// its group's zone.
+	code, body, _, err := sw.Do("GET", "/v1/conntrack?router=r1&address=10.20.0.2", "")
+	var l api.ConnList
+	if err != nil || code != 200 || json.Unmarshal(body, &l) != nil || l.Total == 0 || !l.Connections[0].SNAT && !l.Connections[0].DNAT {
+		t.Fatalf("conntrack list: %d %s %v", code, body, err)
+	}
+	if code, body, _, _ := sw.Do("GET", "/v1/conntrack?port=xa&protocol=tcp", ""); code != 200 || !strings.Contains(string(body), `"owner": "port xa"`) {
+		t.Fatalf("conntrack list of xa: %d %s", code, body)
 	}
 
 	// Spoofing: S with another MAC, then with another IP, reaches no one.

@@ -88,7 +88,7 @@ Exit codes: 0 success, 1 daemon unreachable or failed, 2 bad command line,
 	pf.DurationVar(&cl.timeout, "timeout", 30*time.Second, "request timeout")
 	root.AddCommand(cl.portCmd(), cl.bridgeCmd(), cl.statsCmd(), cl.workersCmd(), cl.configCmd(),
 		cl.fdbCmd(), cl.routeCmd(), cl.neighCmd(),
-		cl.aclCmd(), cl.sgCmd(), cl.traceCmd())
+		cl.aclCmd(), cl.sgCmd(), cl.traceCmd(), cl.conntrackCmd())
 	return root
 }
 
@@ -671,6 +671,9 @@ them.`,
 	f.IntVar(&req.TTL, "ttl", 0, "TTL or hop limit (default 64)")
 	f.IntVar(&req.L4Src, "l4-src", 0, "TCP/UDP source port")
 	f.IntVar(&req.L4Dst, "l4-dst", 0, "TCP/UDP destination port")
+	f.StringVar(&req.TCPFlags, "tcp-flags", "", "TCP flags, comma separated: syn, ack, fin, rst, psh, urg (default syn)")
+	f.Uint32Var(&req.TCPSeq, "tcp-seq", 0, "TCP sequence number (conntrack checks it against the connection's window)")
+	f.Uint32Var(&req.TCPAck, "tcp-ack", 0, "TCP acknowledgement number")
 	f.StringVar(&live, "live", "", "capture packets received on this port instead")
 	f.IntVar(&count, "count", 10, "with --live: packets to capture (1.."+strconv.Itoa(api.MaxLiveTrace)+")")
 	f.DurationVar(&wait, "wait", 10*time.Second, "with --live: how long to wait for the packets")

@@ -55,6 +55,12 @@ func Start(cfg *api.Config, log *logrus.Entry) (*Daemon, error) {
 		Workers: cfg.Dataplane.Workers, CPUs: cfg.Dataplane.CPUs,
 		Busy: cfg.Dataplane.Poll == "busy", Log: log,
 	})
+	// The conntrack settings are in the start-up config: set them before
+	// anything makes the table, so it gets their size.
+	if err := d.Switch.SetConntrack(cfg.Conntrack.NAT()); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("conntrack: %w", err)
+	}
 	if _, err := d.Reconcile(cfg); err != nil {
 		d.Close()
 		return nil, err
@@ -114,6 +120,11 @@ func (d *Daemon) do(a api.Action) error {
 		return d.Switch.SetRouter(spec)
 	case a.Kind == api.KindFilter:
 		return d.Switch.SetFilter(a.Filter)
+	case a.Kind == api.KindConntrack:
+		if err := d.Switch.SetConntrack(a.Conntrack.NAT()); err != nil {
+			return fmt.Errorf("conntrack.max_entries: %w; restart vswitchd to make a larger table", err)
+		}
+		return nil
 	case a.Kind == api.KindLog:
 		SetLog(d.log.Logger, *a.Log)
 		return nil

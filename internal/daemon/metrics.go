@@ -22,6 +22,7 @@ type collector struct {
 	up, queues, connects, badMessages, configRev  *prometheus.Desc
 	fdbEntries, fdbRefused                        *prometheus.Desc
 	wPolls, wBusyPolls, wPackets, wBusy, wIdle    *prometheus.Desc
+	ctEntries, ctMax, ctCreated, ctExpired        *prometheus.Desc
 }
 
 var dropReasons = func() []string {
@@ -54,12 +55,17 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		wPackets:   prometheus.NewDesc("vswitch_worker_packets_total", "Packets the worker received.", []string{"worker"}, nil),
 		wBusy:      prometheus.NewDesc("vswitch_worker_busy_seconds_total", "Time in polling iterations that found packets.", []string{"worker"}, nil),
 		wIdle:      prometheus.NewDesc("vswitch_worker_idle_seconds_total", "Time in polling iterations that found none.", []string{"worker"}, nil),
+		ctEntries:  prometheus.NewDesc("vswitch_conntrack_entries", "Tracked connections (expired ones not yet reclaimed included).", nil, nil),
+		ctMax:      prometheus.NewDesc("vswitch_conntrack_max_entries", "The connection limit (conntrack.max_entries).", nil, nil),
+		ctCreated:  prometheus.NewDesc("vswitch_conntrack_created_total", "Connections committed.", nil, nil),
+		ctExpired:  prometheus.NewDesc("vswitch_conntrack_expired_total", "Connections reclaimed after their timeout.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused,
-		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle} {
+		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle,
+		c.ctEntries, c.ctMax, c.ctCreated, c.ctExpired} {
 		ch <- d
 	}
 }
@@ -68,6 +74,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	status := map[string]api.PortStatus{}
 	for _, s := range c.d.Ports() {
 		status[s.Name] = s
+	}
+	ch <- prometheus.MustNewConstMetric(c.ctMax, prometheus.GaugeValue, float64(c.d.Switch.ConntrackSettings().Capacity))
+	if t := c.d.Switch.Conntrack(); t != nil {
+		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(t.Len()))
+		ch <- prometheus.MustNewConstMetric(c.ctCreated, prometheus.CounterValue, float64(t.Created.Load()))
+		ch <- prometheus.MustNewConstMetric(c.ctExpired, prometheus.CounterValue, float64(t.Expired.Load()))
 	}
 	for _, b := range c.d.Switch.Bridges() {
 		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(b.FDB.Len()), b.Name)

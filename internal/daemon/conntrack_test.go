@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/vswitch/vswitch/api"
+	"github.com/vswitch/vswitch/nat"
+)
+
+// The conntrack settings apply at start (the table gets their size) and
+// through Reconcile; a larger table is refused naming the field; the API
+// lists and flushes through the daemon.
+func TestConntrackSettings(t *testing.T) {
+	dir := shortDir(t)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	yaml := twoPorts + `security_groups: [{name: g}]
+conntrack: {max_entries: 100, zone_limit: 10, tcp_window_check: loose, timeouts: {udp_first: 9}}
+`
+	yaml = strings.Replace(yaml, "socket: vm1.sock}", "socket: vm1.sock, security_groups: [g]}", 1)
+	cfg := load(t, dir, yaml)
+	d, err := Start(cfg, logrus.NewEntry(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ct := d.Switch.Conntrack()
+	if ct == nil || ct.Capacity() != 100 {
+		t.Fatalf("table %v", ct)
+	}
+	if s := ct.Settings(); s.ZoneLimit != 10 || s.Window != nat.WindowLoose || s.Timeouts.UDP != 9 || s.Timeouts.UDPReplied != 120 {
+		t.Fatalf("settings %+v", s)
+	}
+	grow := cfg.Clone()
+	grow.Conntrack.MaxEntries = 200
+	if _, err := d.Reconcile(grow); err == nil || !strings.Contains(err.Error(), "conntrack.max_entries") {
+		t.Fatalf("growing: %v", err)
+	}
+	lower := cfg.Clone()
+	lower.Conntrack = api.ConntrackConfig{MaxEntries: 50}
+	acts, err := d.Reconcile(lower)
+	if err != nil || len(acts) != 1 || acts[0].String() != "update conntrack" {
+		t.Fatalf("lowering: %v %v", acts, err)
+	}
+	if s := ct.Settings(); s.Capacity != 50 || s.ZoneLimit != 0 || s.Window != nat.WindowStrict || s.Timeouts != nat.DefaultTimeouts() {
+		t.Fatalf("settings %+v", s)
+	}
+	h := api.NewHandler(api.Options{Source: d})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/conntrack?port=vm1", nil))
+	var l api.ConnList
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &l) != nil || l.MaxEntries != 50 || l.Total != 0 || l.Connections == nil {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/v1/conntrack?port=nope", nil))
+	if rec.Code != 404 {
+		t.Fatalf("flush of an unknown port: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	d.MetricsHandler(func() uint64 { return 1 }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"vswitch_conntrack_max_entries 50", "vswitch_conntrack_entries 0", "vswitch_conntrack_created_total 0"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
