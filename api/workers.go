@@ -21,12 +21,22 @@ type WorkerStatus struct {
 	BusyCycles  uint64   `json:"busy_cycles"`
 	IdleCycles  uint64   `json:"idle_cycles"`
 	CyclesPerNs float64  `json:"cycles_per_ns"`
+	// Stages counts the packets that entered each pipeline stage, in
+	// order (classify, filter_in, nat, l3, l2, output); what a stage
+	// drops is in the ports' drop reasons.
+	Stages []StageCount `json:"stages,omitempty"`
 	// Derived: packets per non-empty receive, busy share of the cycles,
 	// and busy nanoseconds per packet received (the whole forwarding cost
 	// of a packet, receive to transmit, on this worker).
 	AvgBatch float64 `json:"avg_batch"`
 	BusyPct  float64 `json:"busy_pct"`
 	NsPerPkt float64 `json:"ns_per_packet"`
+}
+
+// StageCount is the packets that entered one pipeline stage.
+type StageCount struct {
+	Stage   string `json:"stage"`
+	Packets uint64 `json:"packets"`
 }
 
 // Derive fills the derived fields from the counters.
@@ -52,6 +62,13 @@ func (s WorkerStatus) Sub(old WorkerStatus) WorkerStatus {
 	d.Batches -= old.Batches
 	d.BusyCycles -= old.BusyCycles
 	d.IdleCycles -= old.IdleCycles
+	d.Stages = nil
+	for i, st := range s.Stages {
+		if i < len(old.Stages) && old.Stages[i].Stage == st.Stage {
+			st.Packets -= old.Stages[i].Packets
+		}
+		d.Stages = append(d.Stages, st)
+	}
 	d.AvgBatch, d.BusyPct, d.NsPerPkt = 0, 0, 0
 	d.Derive()
 	return d

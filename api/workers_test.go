@@ -27,12 +27,12 @@ func TestWorkers(t *testing.T) {
 }
 
 func TestWorkerStatusSub(t *testing.T) {
-	a := WorkerStatus{Packets: 100, Batches: 10, BusyCycles: 1000, IdleCycles: 1000, CyclesPerNs: 1}
-	b := WorkerStatus{Packets: 300, Batches: 20, BusyCycles: 5000, IdleCycles: 1000, CyclesPerNs: 1}
+	a := WorkerStatus{Packets: 100, Batches: 10, BusyCycles: 1000, IdleCycles: 1000, CyclesPerNs: 1, Stages: []StageCount{{"l2", 90}}}
+	b := WorkerStatus{Packets: 300, Batches: 20, BusyCycles: 5000, IdleCycles: 1000, CyclesPerNs: 1, Stages: []StageCount{{"l2", 280}}}
 	a.Derive()
 	b.Derive()
 	d := b.Sub(a)
-	if d.Packets != 200 || d.AvgBatch != 20 || d.BusyPct != 100 || d.NsPerPkt != 20 {
+	if d.Packets != 200 || d.AvgBatch != 20 || d.BusyPct != 100 || d.NsPerPkt != 20 || d.Stages[0].Packets != 190 || a.Stages[0].Packets != 90 {
 		t.Fatalf("interval: %+v", d)
 	}
 }

@@ -267,10 +267,16 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 			w.liveStart(lt, first, traced, b)
 		}
 	}
+	st := &w.tally.stage
+	st[StageClassify] += uint64(b.N)
 	stageClassify(p, in, b)
+	st[StageFilterIn] += uint64(p.nlive)
 	stageFilterIn(p, w, c, in, b, now)
+	st[StageNAT] += uint64(p.nlive)
 	stageNAT(p, w, in, b, now)
+	st[StageL3] += uint64(p.nlive)
 	stageL3(p, in, b, now, &w.sw.neigh)
+	st[StageL2] += uint64(p.nlive)
 	stageL2(p, c, in, b, now)
 	if traced > 0 {
 		w.liveEnd(lt, first, traced, c)
@@ -307,6 +313,7 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 			continue
 		}
 		stageEgressVLAN(p, out, b, sel)
+		w.tally.stage[StageOutput] += uint64(len(sel))
 		w.curOut = out
 		out.Port.Transmit(w, b, sel, out.Counters)
 	}

@@ -21,18 +21,37 @@ type WorkerStats struct {
 	BusyCycles  uint64 // cycles in iterations that found packets
 	IdleCycles  uint64 // cycles in iterations that found none
 	CyclesPerNs float64
+	// StagePackets counts the packets that entered each pipeline stage
+	// (StageNames); a stage's drops are the port drop reasons it owns.
+	StagePackets [NumStages]uint64
 }
+
+// Pipeline stages, in the order a batch goes through them.
+const (
+	StageClassify = iota
+	StageFilterIn
+	StageNAT
+	StageL3
+	StageL2
+	StageOutput // handed to output ports, after their egress filters
+	NumStages
+)
+
+// StageNames names the stages for the API and metrics.
+var StageNames = [NumStages]string{"classify", "filter_in", "nat", "l3", "l2", "output"}
 
 // workerTally is the worker's own running count, in plain fields it alone
 // writes; publish copies it out every publishEvery polls and before the
 // worker sleeps, so counting costs no atomic per batch.
 type workerTally struct {
 	polls, busyPolls, packets, batches, busy, idle uint64
+	stage                                          [NumStages]uint64
 }
 
 // workerPublished is the tally as readers see it.
 type workerPublished struct {
 	polls, busyPolls, packets, batches, busy, idle atomic.Uint64
+	stage                                          [NumStages]atomic.Uint64
 }
 
 // publishEvery bounds how stale the published tally is: 1024 polls are
@@ -47,6 +66,9 @@ func (w *Worker) publish() {
 	p.batches.Store(t.batches)
 	p.busy.Store(t.busy)
 	p.idle.Store(t.idle)
+	for i := range t.stage {
+		p.stage[i].Store(t.stage[i])
+	}
 }
 
 // WorkerStats reads every worker's published tally.
@@ -62,6 +84,9 @@ func (s *Switch) WorkerStats() []WorkerStats {
 			Packets: p.packets.Load(), Batches: p.batches.Load(),
 			BusyCycles: p.busy.Load(), IdleCycles: p.idle.Load(),
 			CyclesPerNs: hw.CyclesPerSecond() / 1e9,
+		}
+		for i := range p.stage {
+			ws.StagePackets[i] = p.stage[i].Load()
 		}
 		// The same assignment rule as Worker.rebuild.
 		for _, pe := range c.ports {

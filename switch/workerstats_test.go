@@ -3,6 +3,8 @@ package vswitch_test
 import (
 	"slices"
 	"testing"
+
+	vswitch "github.com/vswitch/vswitch/switch"
 )
 
 func TestWorkerStatsCountPacketsAndPolls(t *testing.T) {
@@ -24,6 +26,13 @@ func TestWorkerStatsCountPacketsAndPolls(t *testing.T) {
 	}
 	if !slices.Contains(w.Queues, r.ports[0].Name+"/0") || !slices.Contains(w.Queues, r.ports[1].Name+"/0") {
 		t.Fatalf("queues %v: want both ports' queue 0", w.Queues)
+	}
+	// Ten frames entered every stage; the first is flooded (one output
+	// port of two) as is every other: p0's MAC is learned, p1's is not.
+	for st := vswitch.StageClassify; st < vswitch.NumStages; st++ {
+		if w.StagePackets[st] != 10 {
+			t.Errorf("stage %s: %d packets, want 10", vswitch.StageNames[st], w.StagePackets[st])
+		}
 	}
 	if w.CyclesPerNs <= 0 {
 		t.Fatalf("cycles per ns %v", w.CyclesPerNs)

@@ -41,6 +41,13 @@ func (inspectSource) Neighbors(n string) ([]api.Neighbor, error) {
 	return []api.Neighbor{{IP: "10.10.0.2", MAC: "52:54:00:00:00:01", Interface: "r1-v10", Age: 3, State: "reachable"}}, nil
 }
 
+func (inspectSource) Workers() []api.WorkerStatus {
+	w := api.WorkerStatus{ID: 0, CPU: 1, Queues: []string{"a/0"}, Polls: 100, BusyPolls: 10, Packets: 320, Batches: 10,
+		BusyCycles: 32000, IdleCycles: 32000, CyclesPerNs: 2, Stages: []api.StageCount{{Stage: "classify", Packets: 320}}}
+	w.Derive()
+	return []api.WorkerStatus{w}
+}
+
 func TestListingCommands(t *testing.T) {
 	srv := httptest.NewServer(api.NewHandler(api.Options{Source: inspectSource{}}))
 	defer srv.Close()
@@ -54,6 +61,8 @@ func TestListingCommands(t *testing.T) {
 		{[]string{"route", "list"}, []string{"r1", "r1-v10"}},
 		{[]string{"neigh", "show", "r1"}, []string{"10.10.0.2", "reachable"}},
 		{[]string{"--json", "neigh", "show", "r1"}, []string{`"state": "reachable"`}},
+		{[]string{"workers"}, []string{"AVG_BATCH", "32.0", "50.0%", "50.0", "a/0", "worker 0 stages: classify=320"}},
+		{[]string{"--json", "workers"}, []string{`"ns_per_packet": 50`}},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(append([]string{"--api", addr}, tc.args...), &out, &errOut); code != exitOK {

@@ -434,6 +434,16 @@ func (cl *cli) workersCmd() *cobra.Command {
 					fmt.Sprintf("%.1f", w.AvgBatch), fmt.Sprintf("%.1f%%", w.BusyPct), fmt.Sprintf("%.1f", w.NsPerPkt), strings.Join(w.Queues, " ")})
 			}
 			cl.table("WORKER\tCPU\tPACKETS\tPOLLS\tBUSY_POLLS\tAVG_BATCH\tBUSY\tNS/PKT\tQUEUES", rows)
+			// Packets into each pipeline stage, a line per worker.
+			for _, w := range ws {
+				var st []string
+				for _, s := range w.Stages {
+					st = append(st, s.Stage+"="+u(s.Packets))
+				}
+				if len(st) > 0 {
+					fmt.Fprintf(cl.out, "worker %d stages: %s\n", w.ID, strings.Join(st, " "))
+				}
+			}
 			return nil
 		}}
 }

@@ -72,6 +72,9 @@ func (d *Daemon) Workers() []api.WorkerStatus {
 		if ws.Queues == nil {
 			ws.Queues = []string{}
 		}
+		for i, n := range w.StagePackets {
+			ws.Stages = append(ws.Stages, api.StageCount{Stage: vswitch.StageNames[i], Packets: n})
+		}
 		ws.Derive()
 		out = append(out, ws)
 	}

@@ -22,6 +22,7 @@ type collector struct {
 	up, queues, connects, badMessages, configRev  *prometheus.Desc
 	fdbEntries, fdbRefused                        *prometheus.Desc
 	wPolls, wBusyPolls, wPackets, wBusy, wIdle    *prometheus.Desc
+	wStage                                        *prometheus.Desc
 	ctEntries, ctMax, ctCreated, ctExpired        *prometheus.Desc
 }
 
@@ -55,6 +56,7 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		wPackets:   prometheus.NewDesc("vswitch_worker_packets_total", "Packets the worker received.", []string{"worker"}, nil),
 		wBusy:      prometheus.NewDesc("vswitch_worker_busy_seconds_total", "Time in polling iterations that found packets.", []string{"worker"}, nil),
 		wIdle:      prometheus.NewDesc("vswitch_worker_idle_seconds_total", "Time in polling iterations that found none.", []string{"worker"}, nil),
+		wStage:     prometheus.NewDesc("vswitch_worker_stage_packets_total", "Packets that entered a pipeline stage.", []string{"worker", "stage"}, nil),
 		ctEntries:  prometheus.NewDesc("vswitch_conntrack_entries", "Tracked connections (expired ones not yet reclaimed included).", nil, nil),
 		ctMax:      prometheus.NewDesc("vswitch_conntrack_max_entries", "The connection limit (conntrack.max_entries).", nil, nil),
 		ctCreated:  prometheus.NewDesc("vswitch_conntrack_created_total", "Connections committed.", nil, nil),
@@ -64,7 +66,7 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused,
-		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle,
+		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle, c.wStage,
 		c.ctEntries, c.ctMax, c.ctCreated, c.ctExpired} {
 		ch <- d
 	}
@@ -114,6 +116,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.wPackets, prometheus.CounterValue, float64(w.Packets), id)
 		ch <- prometheus.MustNewConstMetric(c.wBusy, prometheus.CounterValue, secs(w.BusyCycles), id)
 		ch <- prometheus.MustNewConstMetric(c.wIdle, prometheus.CounterValue, secs(w.IdleCycles), id)
+		for _, st := range w.Stages {
+			ch <- prometheus.MustNewConstMetric(c.wStage, prometheus.CounterValue, float64(st.Packets), id, st.Stage)
+		}
 	}
 	if c.revision != nil {
 		ch <- prometheus.MustNewConstMetric(c.configRev, prometheus.GaugeValue, float64(c.revision()))
