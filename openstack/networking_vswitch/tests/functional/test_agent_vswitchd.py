@@ -108,13 +108,10 @@ class AgentVswitchdTest(unittest.TestCase):
         self.assertEqual('client', cfg_['mode'])
         self.assertEqual(os.path.join(self.sock_dir, pid), cfg_['socket'])
         self.assertEqual('br-phys', cfg_['bridge'])
-        fields = self.fields()
-        if 'tag' in fields:
-            self.assertEqual(100, cfg_.get('tag'))
-        if 'security_groups' in fields:
-            self.assertEqual(['os-' + SG], cfg_.get('security_groups'))
-            self.assertEqual({'mac': 'fa:16:3e:00:00:01',
-                              'ips': ['10.0.0.5']}, cfg_['port_security'])
+        self.assertEqual(100, cfg_.get('tag'))
+        self.assertEqual(['os-' + SG], cfg_.get('security_groups'))
+        self.assertEqual({'mac': 'fa:16:3e:00:00:01',
+                          'ips': ['10.0.0.5']}, cfg_['port_security'])
         return p
 
     def test_report_state(self):
@@ -220,10 +217,16 @@ class AgentVswitchdTest(unittest.TestCase):
         self.assertTrue(self.agent.loop_once())
         self.assert_wired()
 
+    def test_vswitchd_api_has_the_agent_fields(self):
+        """The agent sends VLAN and security-group keys only when the API
+        has them (for older vswitchd); this one must have them all, or the
+        tests above would pass without enforcing anything."""
+        self.assertLessEqual({'tag', 'security_groups', 'port_security'},
+                             self.fields())
+        self.assertIn('security_groups',
+                      self.vs.client.schema_fields('Config'))
+
     def test_security_group_rule_change_updates_vswitchd(self):
-        if 'security_groups' not in self.vs.client.schema_fields('Config'):
-            self.skipTest('vswitchd API has no security_groups yet '
-                          '(issue 8); translation tested in test_translate')
         self.bind()
         self.assertTrue(self.agent.loop_once())
         rules = self.sg_rules()
