@@ -56,6 +56,12 @@ def parse_mappings(pairs):
     return out
 
 
+def _rules(groups):
+    """name -> rules of security groups; vswitchd leaves 'rules' out of a
+    group that has none."""
+    return {n: g.get('rules') or [] for n, g in groups.items()}
+
+
 class VswitchAgent(object):
     """The agent's state and one reconcile pass (loop_once). RPC objects
     are neutron's client classes (PluginApi, SecurityGroupServerRpcApi,
@@ -247,7 +253,7 @@ class VswitchAgent(object):
         want = {g['name']: g for g in self.wanted_sgs}
         if keep_old:
             want = dict(mine, **want)
-        if mine == want:
+        if _rules(mine) == _rules(want):
             return
         others = [g for g in have
                   if not g['name'].startswith(constants.SG_PREFIX)]

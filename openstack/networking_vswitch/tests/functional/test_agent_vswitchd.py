@@ -5,10 +5,13 @@ transport.
 Needs the vswitchd binary ($VSWITCHD_BIN, or go to build it); without it
 the tests skip, or fail when CI=true.
 """
+import json
 import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -227,6 +230,10 @@ class AgentVswitchdTest(unittest.TestCase):
                       self.vs.client.schema_fields('Config'))
 
     def test_security_group_rule_change_updates_vswitchd(self):
+        # Writing the groups keeps what else the config has.
+        self.vs.client.ensure_bridge('br-op')
+        self.vs.client.put_port({'name': 'manual', 'type': 'vhostuser',
+                                 'bridge': 'br-op', 'socket': 'm.sock'})
         self.bind()
         self.assertTrue(self.agent.loop_once())
         rules = self.sg_rules()
@@ -246,6 +253,51 @@ class AgentVswitchdTest(unittest.TestCase):
         self.agent.security_groups_rule_updated(None, security_groups=[SG])
         self.assertTrue(self.agent.loop_once())
         self.assertEqual(rules, self.sg_rules())
+        # Nothing else moved: no port was removed and added again (a
+        # guest would lose its link), the operator's port is there.
+        self.assert_wired()
+        self.assertIsNotNone(self.vs.client.port('manual'))
+        self.assertNotIn('remove port', self.vs.read_log())
+
+    def test_empty_group_written_once(self):
+        """A group without rules (vswitchd omits 'rules') is not written
+        again on every pass."""
+        with self.neutron.lock:
+            self.neutron.sg_rules[SG] = []
+        self.bind()
+        self.assertTrue(self.agent.loop_once())
+        rev = self.vs.client.config_revision()
+        self.assertTrue(self.agent.loop_once())
+        self.assertEqual(rev, self.vs.client.config_revision())
+        self.assert_wired()
+
+    def test_console_script_wires_and_reports(self):
+        """main() itself: heartbeats from their green thread (the first
+        with start_flag) and the port wired, with neutron-server's side in
+        the agent's process (agent_main.py)."""
+        ini = os.path.join(self.dir, 'agent.ini')
+        with open(ini, 'w') as f:
+            f.write('[DEFAULT]\ntransport_url = fake://\nhost = %s\n'
+                    '[vswitch]\napi_socket = %s\n'
+                    'vhostuser_socket_dir = %s\n'
+                    'physnet_bridges = physnet1:br-phys\n'
+                    'polling_interval = 0.2\n'
+                    '[agent]\nreport_interval = 1\n'
+                    % (HOST, self.vs.api, self.sock_dir))
+        r = subprocess.run(
+            [sys.executable, '-m',
+             'networking_vswitch.tests.functional.agent_main',
+             json.dumps({'id': P1, 'port': neutron_port()}),
+             '--config-file', ini],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, PYTHONPATH=vswitchd.REPO + '/openstack'))
+        self.assertEqual(0, r.returncode, r.stderr[-3000:])
+        seen = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual([P1], seen['up'], r.stderr[-3000:])
+        self.assertGreaterEqual(len(seen['states']), 2, r.stderr[-3000:])
+        self.assertTrue(seen['states'][0].get('start_flag'))
+        self.assertNotIn('start_flag', seen['states'][-1])
+        self.assert_wired()
 
     def sg_rules(self):
         for g in self.vs.client.config().get('security_groups') or []:
