@@ -231,12 +231,13 @@ class LibvirtEndToEndTest(unittest.TestCase):
             g.start()
         for g in (g1, g2):
             sock = os.path.join(self.sock_dir, g.spec['port'])
-            wait_for(g.name + ' listening', lambda: os.path.exists(sock),
-                     60, lambda: open(g.log.name).read())
+            wait_for(g.name + ' listening', lambda: os.path.exists(sock) or
+                     g.create.poll() is not None, 60)
         time.sleep(1)
         for g in (g1, g2):
             self.assertIsNone(g.create.poll(), 'virsh create %s returned '
-                              'before a switch connected' % g.name)
+                              'before a switch connected: %s'
+                              % (g.name, open(g.log.name).read()))
             self.assertEqual('paused', g.virsh('domstate', g.name))
 
         # vswitchd comes up, the agent wires both ports, libvirt's starts
