@@ -124,13 +124,13 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// summary keeps unittest's per-test verdicts and totals, and the TIMING
-// lines tests print.
+// summary keeps unittest's per-test verdicts and totals, and the E2E lines
+// the libvirt test prints.
 func summary(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.HasSuffix(l, " ok") || strings.Contains(l, "skipped") || strings.HasPrefix(l, "Ran ") || strings.HasPrefix(l, "OK") ||
-			strings.HasPrefix(l, "TIMING ") {
+			strings.HasPrefix(l, "E2E ") {
 			keep = append(keep, l)
 		}
 	}

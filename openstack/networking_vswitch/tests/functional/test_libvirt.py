@@ -20,6 +20,10 @@ import sys
 import time
 import unittest
 
+# Imported first: neutron's unit-test package patches eventlet on import,
+# which must happen before the fake RPC servers start their threads.
+from neutron.tests.unit.plugins.ml2 import _test_mech_agent as mech_base
+
 from neutron.agent import rpc as agent_rpc
 from neutron.api.rpc.handlers import securitygroups_rpc as sg_rpc
 from neutron.conf.agent import common as agent_config
@@ -171,9 +175,7 @@ class LibvirtEndToEndTest(unittest.TestCase):
     def bind(self, state, port_id):
         """The ML2 driver's binding for port_id on the host whose agent
         reported state."""
-        from neutron.tests.unit.plugins.ml2 import _test_mech_agent as base
-
-        class Context(base.FakePortContext):
+        class Context(mech_base.FakePortContext):
             @property
             def current(self):
                 return dict(super().current, id=port_id)
@@ -248,7 +250,7 @@ class LibvirtEndToEndTest(unittest.TestCase):
         for g in (g1, g2):
             self.assertEqual(0, g.create.wait(60),
                              open(g.log.name).read())
-        print('TIMING guests started %.1fs after vswitchd'
+        print('E2E guests started %.1fs after vswitchd'
               % (time.monotonic() - t0))
         self.assertEqual({G1['port'], G2['port']}, set(self.neutron.up))
 
@@ -256,7 +258,7 @@ class LibvirtEndToEndTest(unittest.TestCase):
         wait_for('g2 serving', lambda: g2.count('LAB-TCP-SERVING'), 120,
                  self.detail)
         wait_for('pings', lambda: g1.replies() >= 3, 120, self.detail)
-        print('TIMING pings through vswitchd %.1fs after it started'
+        print('E2E pings through vswitchd %.1fs after it started'
               % (time.monotonic() - t0))
 
         # The group admits no TCP in: g1's connections to g2 fail, and g2's
@@ -265,7 +267,10 @@ class LibvirtEndToEndTest(unittest.TestCase):
         wait_for('TCP tries', lambda: g1.count('LAB-TCP-FAIL') >= fails + 2,
                  30, self.detail)
         self.assertEqual(0, g1.count('LAB-TCP-OK'), self.detail())
-        self.assertGreater(self.drops(G2, 'sg_ingress_denied'), 0)
+        denied = self.drops(G2, 'sg_ingress_denied')
+        self.assertGreater(denied, 0)
+        print('E2E TCP blocked: %d tries failed, g2 port sg_ingress_denied=%d'
+              % (g1.count('LAB-TCP-FAIL'), denied))
 
         # A rule for the group's members admits it.
         with self.neutron.lock:
@@ -284,7 +289,7 @@ class LibvirtEndToEndTest(unittest.TestCase):
         self.assertTrue(self.agent.loop_once())
         wait_for('pings after the restart',
                  lambda: g1.replies() >= before + 3, 60, self.detail)
-        print('TIMING pings resumed %.1fs after the restart'
+        print('E2E pings resumed %.1fs after the restart'
               % (time.monotonic() - t0))
         ok = g1.count('LAB-TCP-OK')
         wait_for('TCP after the restart',
