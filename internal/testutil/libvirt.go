@@ -23,6 +23,9 @@ type Libvirtd struct {
 	virsh   string
 	prefix  string
 	daemons []*proc // started here, in start order
+	// networks the libvirtd started here brought up (autostart, e.g.
+	// Debian's "default" with its dnsmasq): they outlive libvirtd.
+	networks []string
 }
 
 // StartLibvirtd makes libvirtd available. Domains whose names start with
@@ -65,6 +68,9 @@ func StartLibvirtd(t testing.TB, dir, prefix string) *Libvirtd {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		if out, err := l.Virsh("net-list", "--name"); err == nil {
+			l.networks = strings.Fields(out)
+		}
 		t.Logf("libvirtd: started (pid %d)", l.daemons[1].cmd.Process.Pid)
 	}
 	l.destroyDomains()
@@ -97,6 +103,9 @@ func (l *Libvirtd) destroyDomains() {
 
 func (l *Libvirtd) cleanup() {
 	l.destroyDomains()
+	for _, n := range l.networks {
+		l.Virsh("net-destroy", n)
+	}
 	for i := len(l.daemons) - 1; i >= 0; i-- {
 		l.daemons[i].stop(syscall.SIGTERM, 15*time.Second)
 	}
