@@ -18,7 +18,7 @@ type GuestOptions struct {
 	MAC    string // default: derived from Name (52:54:00:xx:xx:xx)
 	IP     string // guest address with prefix, "10.0.0.1/24"
 	Peer   string // address the guest pings, "10.0.0.2"
-	Role   string // ping|wait|pingloop (default: ping when Peer is set, else wait)
+	Role   string // ping, wait, pingloop, tcprecv, tcpsend, tcpserve or probe, see guest_init.sh (default: ping when Peer is set, else wait)
 	Count  int    // role ping: echo requests after the first reply (default 3)
 	MTU    int    // eth0 MTU, 0: kernel default
 	// KernelArgs are appended to the kernel command line (e.g. "lab.kb=10240").

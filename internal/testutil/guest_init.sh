@@ -1,13 +1,15 @@
 #!/bin/sh
 # /init of the test guest initramfs (busybox). Embedded by initramfs.go.
 # Driven by the kernel command line:
-#   lab.ip=10.0.0.1/24 lab.peer=10.0.0.2 lab.role=ping|wait|pingloop lab.count=3 lab.mtu=1500
+#   lab.ip=10.0.0.1/24 lab.peer=10.0.0.2 lab.role=ping|wait|pingloop|tcprecv|tcpsend|tcpserve|probe lab.count=3 lab.mtu=1500
 # Markers on the serial console (tests grep for them):
 #   LAB-NET-UP <uptime>s ip=<ip> <mac>
 #   LAB-QUEUES cpus=<n> rx=<n> tx=<n>                   (eth0's enabled queues)
 #   LAB-PING-OK <uptime>s | LAB-PING-FAIL <uptime>s   (role ping, then power off)
 #   LAB-WAITING                                         (role wait, then idle)
 #   LAB-PINGLOOP                                        (role pingloop, then one line per reply)
+#   LAB-TCP-SERVING                                     (role tcpserve: answers LAB-TCP-HELLO on 5001)
+#   LAB-PROBING, LAB-TCP-OK | LAB-TCP-FAIL              (role probe: pingloop plus a TCP try each second)
 #   LAB-MTU <mtu>                                       (lab.mtu given; eth0's MTU after setting it)
 #   LAB-NET-FAIL <reason>                               (no eth0)
 export PATH=/bin
@@ -97,6 +99,26 @@ ping)
 		echo "LAB-PING-FAIL $(up_s)s"
 	fi
 	poweroff -f
+	;;
+tcpserve)
+	# One connection at a time on port 5001, each answered with a line.
+	(while true; do echo LAB-TCP-HELLO | nc -l -p 5001; done) &
+	echo "LAB-TCP-SERVING"
+	while true; do sleep 3600; done
+	;;
+probe)
+	# Ping PEER continuously (one line per reply) and try a TCP
+	# connection to PEER:5001 every second (a role tcpserve peer).
+	echo "LAB-PROBING"
+	(while true; do ping -i 0.2 "$PEER"; sleep 1; done) &
+	while true; do
+		if nc -w 1 "$PEER" 5001 </dev/null 2>/dev/null | grep -q LAB-TCP-HELLO; then
+			echo "LAB-TCP-OK"
+		else
+			echo "LAB-TCP-FAIL"
+		fi
+		sleep 1
+	done
 	;;
 pingloop)
 	echo "LAB-PINGLOOP"

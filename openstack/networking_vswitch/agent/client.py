@@ -38,9 +38,14 @@ class Client(object):
         self.token = token
 
     def _call(self, method, path, body=None, ok=(200, 201, 204)):
+        return self._request(method, path, body, ok=ok)[0]
+
+    def _request(self, method, path, body=None, ok=(200, 201, 204),
+                 headers=None):
+        """(decoded body, ETag header) of one request."""
         conn = _UnixConnection(self.api_socket, self.timeout)
         try:
-            headers = {'Accept': 'application/json'}
+            headers = dict(headers or {}, Accept='application/json')
             data = None
             if body is not None:
                 data = json.dumps(body).encode()
@@ -54,9 +59,7 @@ class Client(object):
             conn.close()
         if resp.status not in ok:
             raise APIError(resp.status, raw.decode(errors='replace'))
-        if not raw:
-            return None
-        return json.loads(raw)
+        return (json.loads(raw) if raw else None), resp.getheader('ETag')
 
     def openapi(self):
         return self._call('GET', '/v1/openapi.json')
@@ -104,7 +107,22 @@ class Client(object):
     def config(self):
         return self._call('GET', '/v1/config')
 
-    def put_security_groups(self, groups):
-        """Replace the security_groups section (PUT /v1/config keeps the
-        sections a body leaves out)."""
-        return self._call('PUT', '/v1/config', {'security_groups': groups})
+    def config_revision(self):
+        """The config's global revision (its ETag)."""
+        return self._request('GET', '/v1/config')[1]
+
+    def put_security_groups(self, groups, attempts=5):
+        """Replace the security_groups section. PUT /v1/config replaces
+        bridges, ports, groups, ACLs and routers with what the body has
+        (only daemon sections left out keep their values), so this writes
+        back the whole current config with the groups changed, under
+        If-Match: a concurrent change (409) makes it read again."""
+        for attempt in range(attempts):
+            cfg, etag = self._request('GET', '/v1/config')
+            cfg['security_groups'] = groups
+            try:
+                return self._request('PUT', '/v1/config', cfg,
+                                     headers={'If-Match': etag})[0]
+            except APIError as e:
+                if e.status != 409 or attempt == attempts - 1:
+                    raise

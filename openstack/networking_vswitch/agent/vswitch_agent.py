@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from neutron_lib.agent import constants as agent_consts
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -53,6 +54,12 @@ def parse_mappings(pairs):
             raise ValueError('physnet_bridges: %r is not physnet:bridge' % p)
         out[physnet.strip()] = bridge.strip()
     return out
+
+
+def _rules(groups):
+    """name -> rules of security groups; vswitchd leaves 'rules' out of a
+    group that has none."""
+    return {n: g.get('rules') or [] for n, g in groups.items()}
 
 
 class VswitchAgent(object):
@@ -128,12 +135,23 @@ class VswitchAgent(object):
     # --- heartbeats ---
 
     def report_state(self):
+        """One heartbeat. It is an RPC call (as neutron's own agents make
+        it) and waits up to [AGENT] report_interval for neutron-server, so
+        main() runs it in its own green thread, never in the sync loop."""
         self.agent_state['configurations']['devices'] = len(self.wanted)
         try:
-            self.state_rpc.report_state(self.context, self.agent_state, True)
-            self.agent_state.pop('start_flag', None)
+            status = self.state_rpc.report_state(self.context,
+                                                 self.agent_state, True)
         except Exception:
             LOG.exception('report_state failed')
+            return
+        self.agent_state.pop('start_flag', None)
+        if status == agent_consts.AGENT_REVIVED:
+            # neutron-server had declared this agent dead: it may have
+            # changed bindings meanwhile without telling us.
+            LOG.info('agent revived on neutron-server: full resync')
+            with self._lock:
+                self.need_full_sync = True
 
     # --- Neutron -> wanted state ---
 
@@ -235,7 +253,7 @@ class VswitchAgent(object):
         want = {g['name']: g for g in self.wanted_sgs}
         if keep_old:
             want = dict(mine, **want)
-        if mine == want:
+        if _rules(mine) == _rules(want):
             return
         others = [g for g in have
                   if not g['name'].startswith(constants.SG_PREFIX)]
@@ -301,7 +319,9 @@ class VswitchAgent(object):
             updated, self._updated = self._updated, set()
             deleted, self._deleted = self._deleted, set()
             sg_dirty, self._sg_dirty = self._sg_dirty, False
-            full = self.need_full_sync
+            # Taken here, so a request for a full sync that arrives during
+            # this pass (report_state's 'revived') waits for the next one.
+            full, self.need_full_sync = self.need_full_sync, False
         try:
             if full:
                 ids = self._bound_port_ids() | set(self.wanted) | updated
@@ -326,7 +346,6 @@ class VswitchAgent(object):
             if sg_dirty:
                 self._refresh_sgs()
             self.reconcile()
-            self.need_full_sync = False
             return True
         except (OSError, vs_client.APIError) as e:
             self._api_fields = None  # vswitchd may come back another version
@@ -363,15 +382,33 @@ def consumers(agent):
          [topics.SECURITY_GROUP, topics.UPDATE]])
 
 
+def check_transport_url(url):
+    """Refuse oslo.messaging's fake driver: it passes messages through
+    lists inside this process, where no neutron-server consumes them, so
+    every RPC call would wait out its whole timeout (report_state: [AGENT]
+    report_interval; the L2 RPC: rpc_response_timeout, doubled by
+    neutron_lib's backoff after each timeout) and the agent would never
+    wire a port. Tests use it with neutron-server's side in the same
+    process (tests/functional/fake_neutron.py), never through main()."""
+    scheme = (url or '').partition(':')[0].split('+')[0]
+    if scheme == 'fake':
+        raise SystemExit(
+            'vswitch-agent: transport_url %r: the fake driver works only '
+            'inside one process and no neutron-server can answer there; '
+            'use the transport neutron-server uses (rabbit://...)' % url)
+
+
 def main(argv=None):
     from neutron.common import config as common_config
     from neutron.conf.agent import common as agent_config
+    from oslo_service import loopingcall
     conf = cfg.CONF
     register_opts(conf)
     common_config.register_common_config_options()  # incl. logging
     agent_config.register_agent_state_opts_helper(conf)
     common_config.init(sys.argv[1:] if argv is None else argv)
     common_config.setup_logging()
+    check_transport_url(conf.transport_url)
     plugin_rpc, sg, state_rpc, ctx = _rpc_objects(conf)
     token = None
     if conf.vswitch.api_token_file:
@@ -383,15 +420,18 @@ def main(argv=None):
         parse_mappings(conf.vswitch.physnet_bridges),
         conf.vswitch.vhostuser_socket_dir)
     connection = consumers(agent)
-    interval = conf.AGENT.report_interval
-    last_report = 0.0
+    # Heartbeats in their own green thread, as neutron's agents do: a
+    # heartbeat waiting for an unreachable neutron-server must not hold up
+    # wiring ports on vswitchd, nor a long sync the heartbeats.
+    heartbeat = None
+    if conf.AGENT.report_interval:
+        heartbeat = loopingcall.FixedIntervalLoopingCall(agent.report_state)
+        heartbeat.start(interval=conf.AGENT.report_interval)
     try:
         while True:
-            now = time.monotonic()
-            if interval and now - last_report >= interval:
-                agent.report_state()
-                last_report = now
             agent.loop_once()
             time.sleep(conf.vswitch.polling_interval)
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         connection.close()

@@ -5,10 +5,13 @@ transport.
 Needs the vswitchd binary ($VSWITCHD_BIN, or go to build it); without it
 the tests skip, or fail when CI=true.
 """
+import json
 import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -108,13 +111,10 @@ class AgentVswitchdTest(unittest.TestCase):
         self.assertEqual('client', cfg_['mode'])
         self.assertEqual(os.path.join(self.sock_dir, pid), cfg_['socket'])
         self.assertEqual('br-phys', cfg_['bridge'])
-        fields = self.fields()
-        if 'tag' in fields:
-            self.assertEqual(100, cfg_.get('tag'))
-        if 'security_groups' in fields:
-            self.assertEqual(['os-' + SG], cfg_.get('security_groups'))
-            self.assertEqual({'mac': 'fa:16:3e:00:00:01',
-                              'ips': ['10.0.0.5']}, cfg_['port_security'])
+        self.assertEqual(100, cfg_.get('tag'))
+        self.assertEqual(['os-' + SG], cfg_.get('security_groups'))
+        self.assertEqual({'mac': 'fa:16:3e:00:00:01',
+                          'ips': ['10.0.0.5']}, cfg_['port_security'])
         return p
 
     def test_report_state(self):
@@ -220,10 +220,20 @@ class AgentVswitchdTest(unittest.TestCase):
         self.assertTrue(self.agent.loop_once())
         self.assert_wired()
 
+    def test_vswitchd_api_has_the_agent_fields(self):
+        """The agent sends VLAN and security-group keys only when the API
+        has them (for older vswitchd); this one must have them all, or the
+        tests above would pass without enforcing anything."""
+        self.assertLessEqual({'tag', 'security_groups', 'port_security'},
+                             self.fields())
+        self.assertIn('security_groups',
+                      self.vs.client.schema_fields('Config'))
+
     def test_security_group_rule_change_updates_vswitchd(self):
-        if 'security_groups' not in self.vs.client.schema_fields('Config'):
-            self.skipTest('vswitchd API has no security_groups yet '
-                          '(issue 8); translation tested in test_translate')
+        # Writing the groups keeps what else the config has.
+        self.vs.client.ensure_bridge('br-op')
+        self.vs.client.put_port({'name': 'manual', 'type': 'vhostuser',
+                                 'bridge': 'br-op', 'socket': 'm.sock'})
         self.bind()
         self.assertTrue(self.agent.loop_once())
         rules = self.sg_rules()
@@ -243,6 +253,51 @@ class AgentVswitchdTest(unittest.TestCase):
         self.agent.security_groups_rule_updated(None, security_groups=[SG])
         self.assertTrue(self.agent.loop_once())
         self.assertEqual(rules, self.sg_rules())
+        # Nothing else moved: no port was removed and added again (a
+        # guest would lose its link), the operator's port is there.
+        self.assert_wired()
+        self.assertIsNotNone(self.vs.client.port('manual'))
+        self.assertNotIn('remove port', self.vs.read_log())
+
+    def test_empty_group_written_once(self):
+        """A group without rules (vswitchd omits 'rules') is not written
+        again on every pass."""
+        with self.neutron.lock:
+            self.neutron.sg_rules[SG] = []
+        self.bind()
+        self.assertTrue(self.agent.loop_once())
+        rev = self.vs.client.config_revision()
+        self.assertTrue(self.agent.loop_once())
+        self.assertEqual(rev, self.vs.client.config_revision())
+        self.assert_wired()
+
+    def test_console_script_wires_and_reports(self):
+        """main() itself: heartbeats from their green thread (the first
+        with start_flag) and the port wired, with neutron-server's side in
+        the agent's process (agent_main.py)."""
+        ini = os.path.join(self.dir, 'agent.ini')
+        with open(ini, 'w') as f:
+            f.write('[DEFAULT]\ntransport_url = fake://\nhost = %s\n'
+                    '[vswitch]\napi_socket = %s\n'
+                    'vhostuser_socket_dir = %s\n'
+                    'physnet_bridges = physnet1:br-phys\n'
+                    'polling_interval = 0.2\n'
+                    '[agent]\nreport_interval = 1\n'
+                    % (HOST, self.vs.api, self.sock_dir))
+        r = subprocess.run(
+            [sys.executable, '-m',
+             'networking_vswitch.tests.functional.agent_main',
+             json.dumps({'id': P1, 'port': neutron_port()}),
+             '--config-file', ini],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, PYTHONPATH=vswitchd.REPO + '/openstack'))
+        self.assertEqual(0, r.returncode, r.stderr[-3000:])
+        seen = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual([P1], seen['up'], r.stderr[-3000:])
+        self.assertGreaterEqual(len(seen['states']), 2, r.stderr[-3000:])
+        self.assertTrue(seen['states'][0].get('start_flag'))
+        self.assertNotIn('start_flag', seen['states'][-1])
+        self.assert_wired()
 
     def sg_rules(self):
         for g in self.vs.client.config().get('security_groups') or []:

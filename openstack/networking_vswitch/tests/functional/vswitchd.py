@@ -1,5 +1,6 @@
 """Run a real vswitchd for the agent tests: the binary from $VSWITCHD_BIN
 or built from this repository with `go build`."""
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +36,12 @@ def binary():
     return out, None
 
 
+def die_with_parent():
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a child (vswitchd, virsh) must not
+    outlive a test process that is killed."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+
+
 class Vswitchd(object):
     CONFIG = 'dataplane:\n  workers: 1\n'
 
@@ -45,6 +52,7 @@ class Vswitchd(object):
         self.api = os.path.join(workdir, 'api.sock')
         self.log = os.path.join(workdir, 'vswitchd.log')
         self.config = os.path.join(workdir, 'vswitchd.yaml')
+        os.makedirs(workdir, exist_ok=True)
         with open(self.config, 'w') as f:
             f.write(self.CONFIG)
         self.proc = None
@@ -55,7 +63,7 @@ class Vswitchd(object):
         self.proc = subprocess.Popen(
             [self.bin, '--config', self.config, '--run-dir', self.dir,
              '--state-dir', self.state_dir, '--log-level', 'debug'],
-            stdout=logf, stderr=logf)
+            stdout=logf, stderr=logf, preexec_fn=die_with_parent)
         logf.close()
         deadline = time.monotonic() + timeout
         while True:

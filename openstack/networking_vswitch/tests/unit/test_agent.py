@@ -127,6 +127,60 @@ class AgentTest(unittest.TestCase):
                          [g['name'] for g in self.vs.sgs])
 
 
+class ReportStateTest(unittest.TestCase):
+    def setUp(self):
+        self.state_rpc = mock.Mock()
+        self.agent = vswitch_agent.VswitchAgent(
+            'h', FakeVswitchd(), mock.Mock(), mock.Mock(), self.state_rpc,
+            None, {'physnet1': 'br-phys'}, '/run/vswitch/vhu')
+        self.agent.need_full_sync = False
+
+    def test_first_report_carries_start_flag_until_it_succeeds(self):
+        import oslo_messaging
+        self.state_rpc.report_state.side_effect = \
+            oslo_messaging.MessagingTimeout('No reply on topic q-reports')
+        self.agent.report_state()
+        self.assertIn('start_flag', self.agent.agent_state)
+        self.state_rpc.report_state.side_effect = None
+        self.state_rpc.report_state.return_value = 'alive'
+        self.agent.report_state()
+        self.assertNotIn('start_flag', self.agent.agent_state)
+        self.assertFalse(self.agent.need_full_sync)
+
+    def test_revived_forces_full_sync(self):
+        self.state_rpc.report_state.return_value = 'revived'
+        self.agent.report_state()
+        self.assertTrue(self.agent.need_full_sync)
+
+
+class TransportTest(unittest.TestCase):
+    def test_fake_transport_refused(self):
+        for url in ('fake://', 'fake:/', 'fake+x://'):
+            with self.assertRaises(SystemExit) as e:
+                vswitch_agent.check_transport_url(url)
+            self.assertIn('only inside one process', str(e.exception))
+        for url in (None, '', 'rabbit://guest:guest@ctl:5672/'):
+            vswitch_agent.check_transport_url(url)
+
+    def test_standalone_agent_with_fake_transport_exits(self):
+        """The console script stops at once with the reason, instead of
+        waiting out report_state's call on a transport nobody serves."""
+        import subprocess
+        import sys
+        import tempfile
+        with tempfile.NamedTemporaryFile('w', suffix='.ini') as f:
+            f.write('[DEFAULT]\ntransport_url = fake://\n')
+            f.flush()
+            r = subprocess.run(
+                [sys.executable, '-c',
+                 'from networking_vswitch.cmd import agent; agent.main()',
+                 '--config-file', f.name],
+                capture_output=True, text=True, timeout=120,
+                env=dict(os.environ, PYTHONPATH=ROOT))
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn('only inside one process', r.stderr)
+
+
 class PackagingTest(unittest.TestCase):
     def test_dist_info_matches_setup_cfg(self):
         """openstack/ on PYTHONPATH registers the same entry points as an
