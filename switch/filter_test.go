@@ -366,3 +366,56 @@ func TestSNATAllocatesNothing(t *testing.T) {
 func BenchmarkRoutedSNAT(b *testing.B) {
 	benchLoop(b, snatLoop(b, vswitch.BatchSize))
 }
+
+// A live trace shows the filter stage's decision: the port, conntrack's
+// state in the port's zone and the commit of a new connection.
+func TestLiveTraceShowsFilter(t *testing.T) {
+	g := acl.SecurityGroup{Name: "g", Rules: []acl.SGRule{
+		{Direction: "ingress", EtherType: "ipv4", Protocol: "udp", Remote: "10.0.0.0/8"},
+		{Direction: "egress", EtherType: "ipv4"},
+	}}
+	r := filterRig(t, &acl.Config{SecurityGroups: []acl.SecurityGroup{g}, Ports: []acl.PortFilter{
+		{Name: "p0", SecurityGroups: []string{"g"}}, {Name: "p1", SecurityGroups: []string{"g"}}}})
+	for port, n := range map[string]int{"p0": 2, "p1": 1} {
+		if err := r.sw.ArmTrace(port, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := mac(0), mac(1)
+	r.fes[0].SendPacket(0, l4frame(t, a, b, "10.0.0.1", "10.0.0.2", 5000, 53, nil, 20))
+	r.poll()
+	one(t, r, 1)
+	r.fes[1].SendPacket(0, l4frame(t, b, a, "10.0.0.2", "10.0.0.1", 53, 5000, nil, 20))
+	r.poll()
+	one(t, r, 0)
+	r.fes[0].SendPacket(0, l4frame(t, a, b, "10.0.0.1", "10.0.0.2", 5000, 53, nil, 20))
+	r.poll()
+	one(t, r, 1)
+	filterStage := func(port string, k int) string {
+		t.Helper()
+		res, err := r.sw.LiveTrace(port)
+		if err != nil || len(res.Records) <= k {
+			t.Fatalf("%s: %v %+v", port, err, res)
+		}
+		for _, st := range res.Records[k].Stages {
+			if st.Stage == "filter" {
+				return st.Decision
+			}
+		}
+		t.Fatalf("%s record %d has no filter stage: %+v", port, k, res.Records[k])
+		return ""
+	}
+	for _, c := range []struct {
+		port string
+		k    int
+		want string
+	}{
+		{"p0", 0, "egress from p0: ct new: allow, commit"},
+		{"p1", 0, "egress from p1: ct established reply: allow"},
+		{"p0", 1, "egress from p0: ct established: allow"},
+	} {
+		if got := filterStage(c.port, c.k); got != c.want {
+			t.Errorf("%s record %d: filter %q, want %q", c.port, c.k, got, c.want)
+		}
+	}
+}

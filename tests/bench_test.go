@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,11 @@ import (
 
 // TestBenchSmoke runs the peer benchmark (cmd/vswitch-bench) in smoke mode:
 // every switch starts, one 2-second 64-byte split-ring run each, and each
-// must pass traffic both ways; in the AF_XDP topology (vswitchd-afxdp,
-// dpdk-afxdp) frames from the namespace must reach the sink. It proves the
-// harness works, not how fast.
+// must pass traffic both ways; the routed and stateful scenarios' runs must
+// also pass their path check (vswitchd's live trace shows the route or
+// conntrack established, OVS's flows and datapath show the same); in the
+// AF_XDP topology (vswitchd-afxdp, dpdk-afxdp) frames from the namespace
+// must reach the sink. It proves the harness works, not how fast.
 func TestBenchSmoke(t *testing.T) {
 	testutil.RequireRoot(t)
 	tp := testutil.RequireBinary(t, "dpdk-testpmd")
@@ -37,7 +40,7 @@ func TestBenchSmoke(t *testing.T) {
 		Dir: testutil.ShortTempDir(t), Vswitchd: testutil.VswitchdBinary(t), Testpmd: tp,
 		Log: logrus.NewEntry(log),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	rep, err := bench.Bench(ctx, o)
 	if err != nil {
@@ -47,9 +50,13 @@ func TestBenchSmoke(t *testing.T) {
 	if len(rep.Points) != len(bench.LoopSwitches) || len(rep.AFXDP) != len(bench.AFXDPSwitches) {
 		t.Fatalf("%d loop and %d AF_XDP points, want one per switch", len(rep.Points), len(rep.AFXDP))
 	}
+	checked := []string{bench.VswitchdRouted, bench.OVSRouted, bench.VswitchdSG, bench.OVSCT}
 	for _, p := range rep.Points {
 		if p.Mpps <= 0 {
 			t.Errorf("%s passed no traffic", p.Switch)
+		}
+		if slices.Contains(checked, p.Switch) && (len(p.Runs) != 1 || p.Runs[0].Check == "") {
+			t.Errorf("%s: no path check recorded: %+v", p.Switch, p.Runs)
 		}
 	}
 	for _, p := range rep.AFXDP {

@@ -1,8 +1,9 @@
 // Command vswitch-bench runs the peer benchmark (internal/bench): vswitchd
 // against OVS-DPDK and testpmd's vhost backend in the learned-unicast loop,
-// then vswitchd's AF_XDP port against DPDK's net_af_xdp (switches
-// vswitchd-afxdp, dpdk-afxdp), and prints a table for each; it also writes
-// bench.json and bench.png.
+// routed between two subnets (vswitchd-routed, ovs-routed) and through a
+// stateful filter (vswitchd-sg, ovs-ct), then vswitchd's AF_XDP port
+// against DPDK's net_af_xdp (switches vswitchd-afxdp, dpdk-afxdp), and
+// prints a table for each; it also writes bench.json and bench.png.
 package main
 
 import (
@@ -23,7 +24,7 @@ import (
 )
 
 func main() {
-	switches := flag.String("switches", strings.Join(bench.AllSwitches, ","), "switches under test, alternated in this order")
+	switches := flag.String("switches", strings.Join(bench.AllSwitches, ","), "switches under test, alternated in this order (also: "+bench.TestpmdGen+")")
 	frames := flag.String("frames", "64,512,1518", "frame sizes in bytes (without FCS)")
 	rings := flag.String("rings", "split,packed", "ring layouts: split, packed")
 	runs := flag.Int("runs", 3, "runs per switch and point (the point is their median)")

@@ -6,7 +6,8 @@
 // owns both virtio_user ports, forwards in mac mode with crossing
 // --eth-peer addresses (so a learning switch sees each MAC on one port only)
 // and primes the loop with --tx-first. Runs alternate between the switches;
-// a point is the median of the runs.
+// a point is the median of the runs. The routed and stateful scenarios
+// (scenarios.go) use the same layout with other frontend modes.
 package bench
 
 import (
@@ -37,12 +38,18 @@ const (
 	Testpmd    = "testpmd"     // testpmd net_vhost io forward
 )
 
-// LoopSwitches are the switches of the learned-unicast loop.
-var LoopSwitches = []string{Vswitchd, VswitchdXC, OVSNormal, OVSXC, Testpmd}
+// LoopSwitches are the switches of the two-port layout: the
+// learned-unicast loop's, then the routed and the stateful scenarios'
+// (scenarios.go), each vswitchd switch next to its OVS-DPDK peer.
+var LoopSwitches = []string{Vswitchd, VswitchdXC, OVSNormal, OVSXC, Testpmd, VswitchdRouted, OVSRouted, VswitchdSG, OVSCT}
 
-// AllSwitches lists every switch the harness knows: the loop's, then the
-// AF_XDP topology's (afxdp.go), which run after the loop.
+// AllSwitches lists the switches a benchmark runs by default: the loop's,
+// then the AF_XDP topology's (afxdp.go), which run after the loop.
 var AllSwitches = append(slices.Clone(LoopSwitches), AFXDPSwitches...)
+
+// KnownSwitches are AllSwitches and the references run only on request
+// (TestpmdGen).
+var KnownSwitches = append(slices.Clone(AllSwitches), TestpmdGen)
 
 // Rings.
 const (
@@ -83,16 +90,21 @@ type Run struct {
 	NsPerPkt float64 `json:"switch_ns_per_packet,omitempty"`
 	AvgBatch float64 `json:"switch_avg_batch,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	// Check is what the run's path check saw (the routed and stateful
+	// scenarios): the packets really were routed, or tracked.
+	Check string `json:"check,omitempty"`
 }
 
 // Point is one switch at one frame size and ring layout.
 type Point struct {
-	Switch string  `json:"switch"`
-	Ring   string  `json:"ring"`
-	Frame  int     `json:"frame"`
-	Runs   []Run   `json:"runs"`
-	Mpps   float64 `json:"mpps_per_direction"` // median over good runs
-	Gbps   float64 `json:"gbps"`               // both directions, L2 frame bytes
+	Switch string `json:"switch"`
+	// Traffic says what the frontend sends and what the switch does.
+	Traffic string  `json:"traffic"`
+	Ring    string  `json:"ring"`
+	Frame   int     `json:"frame"`
+	Runs    []Run   `json:"runs"`
+	Mpps    float64 `json:"mpps_per_direction"` // median over good runs
+	Gbps    float64 `json:"gbps"`               // both directions, L2 frame bytes
 }
 
 // Report is a whole benchmark.
@@ -138,7 +150,7 @@ func (o *Options) benchLoop(ctx context.Context, rep *Report, switches []string)
 	for _, ring := range o.Rings {
 		for _, frame := range o.Frames {
 			for _, sw := range switches {
-				p := &Point{Switch: sw, Ring: ring, Frame: frame}
+				p := &Point{Switch: sw, Ring: ring, Frame: frame, Traffic: Traffic(sw)}
 				points[p.key()] = p
 				rep.Points = append(rep.Points, p)
 			}
@@ -192,8 +204,11 @@ func (o *Options) benchLoop(ctx context.Context, rep *Report, switches []string)
 						log.WithError(err).Warn("run failed; left out of the median")
 						r.Error = err.Error()
 					} else {
-						log.WithFields(logrus.Fields{"port0_mpps": fmt.Sprintf("%.3f", r.Port0Mpps),
-							"port1_mpps": fmt.Sprintf("%.3f", r.Port1Mpps)}).Info("run")
+						f := logrus.Fields{"port0_mpps": fmt.Sprintf("%.3f", r.Port0Mpps), "port1_mpps": fmt.Sprintf("%.3f", r.Port1Mpps)}
+						if r.Check != "" {
+							f["check"] = r.Check
+						}
+						log.WithFields(f).Info("run")
 					}
 					p.Runs = append(p.Runs, r)
 				}
@@ -211,10 +226,17 @@ func (o *Options) check() error {
 		return errors.New("bench: need runs >= 1, secs > 0 and at least one frame size, ring and switch")
 	}
 	for _, s := range o.Switches {
-		if !slices.Contains(AllSwitches, s) {
-			return fmt.Errorf("bench: unknown switch %q (known: %s)", s, strings.Join(AllSwitches, ", "))
+		if !slices.Contains(KnownSwitches, s) {
+			return fmt.Errorf("bench: unknown switch %q (known: %s)", s, strings.Join(KnownSwitches, ", "))
 		}
 	}
+	var uniq []string // a switch named twice would share one point
+	for _, s := range o.Switches {
+		if !slices.Contains(uniq, s) {
+			uniq = append(uniq, s)
+		}
+	}
+	o.Switches = uniq
 	for _, r := range o.Rings {
 		if r != Split && r != Packed {
 			return fmt.Errorf("bench: unknown ring %q (split or packed)", r)
@@ -234,7 +256,7 @@ func (o *Options) check() error {
 	needOVS, needVS := false, false
 	for _, s := range o.Switches {
 		needOVS = needOVS || isOVS(s)
-		needVS = needVS || s == Vswitchd || s == VswitchdXC || s == VswitchdAFXDP
+		needVS = needVS || isVswitchd(s) || s == VswitchdAFXDP
 		if isAFXDP(s) {
 			if _, err := exec.LookPath("ip"); err != nil {
 				return errors.New("bench: the AF_XDP topology needs ip (iproute2)")
@@ -272,7 +294,14 @@ func (o *Options) check() error {
 	return os.MkdirAll(o.Dir, 0o755)
 }
 
-func isOVS(sw string) bool { return sw == OVSNormal || sw == OVSXC }
+func isOVS(sw string) bool {
+	return sw == OVSNormal || sw == OVSXC || sw == OVSRouted || sw == OVSCT
+}
+
+// isVswitchd says sw is vswitchd in the two-port layout.
+func isVswitchd(sw string) bool {
+	return sw == Vswitchd || sw == VswitchdXC || sw == VswitchdRouted || sw == VswitchdSG
+}
 
 func (p *Point) key() string { return fmt.Sprintf("%s/%s/%d", p.Switch, p.Ring, p.Frame) }
 
@@ -309,21 +338,11 @@ func (o *Options) runOne(ctx context.Context, sw, ring string, frame int, dir st
 	sockA, sockB := filepath.Join(dir, "A.sock"), filepath.Join(dir, "B.sock")
 	server := false                            // the frontend listens (OVS connects as dpdkvhostuserclient)
 	var ready func() error                     // waits until the switch has both ports up
+	var verify func() (string, error)          // checks the path while the traffic runs
 	var worker func() (api.WorkerStatus, bool) // vswitchd's worker counters
 	switch sw {
-	case Vswitchd, VswitchdXC:
-		mode := "learning"
-		if sw == VswitchdXC {
-			mode = "xconnect"
-		}
-		yaml := fmt.Sprintf(`log: {level: info}
-dataplane: {workers: 1, poll: busy, cpus: [0]}
-bridges: [{name: br0, mode: %s}]
-ports:
-  - {name: vm1, type: vhostuser, bridge: br0, socket: A.sock}
-  - {name: vm2, type: vhostuser, bridge: br0, socket: B.sock}
-`, mode)
-		v, err := testutil.LaunchVswitchd(o.Vswitchd, dir, yaml)
+	case Vswitchd, VswitchdXC, VswitchdRouted, VswitchdSG:
+		v, err := testutil.LaunchVswitchd(o.Vswitchd, dir, vswitchdYAML(sw))
 		if err != nil {
 			return Run{}, fmt.Errorf("vswitchd did not start: %w", err)
 		}
@@ -345,7 +364,10 @@ ports:
 				return err == nil && m["vm1"].State == api.StateRunning && m["vm2"].State == api.StateRunning
 			})
 		}
-	case Testpmd:
+		if sw == VswitchdRouted || sw == VswitchdSG {
+			verify = func() (string, error) { return verifyVswitchd(sw, v) }
+		}
+	case Testpmd, TestpmdGen:
 		be, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
 			Name: "backend", MainLcore: 1, Dir: dir,
 			Vdevs: []string{"net_vhost0,iface=" + sockA + ",queues=1", "net_vhost1,iface=" + sockB + ",queues=1"},
@@ -364,7 +386,7 @@ ports:
 				return testutil.CountLines(be.Log(), "virtio is now ready for processing") >= 2
 			})
 		}
-	case OVSNormal, OVSXC:
+	case OVSNormal, OVSXC, OVSRouted, OVSCT:
 		server = true
 		// OVS keeps its ports across runs: they point at fixed socket names
 		// and reconnect when the next frontend listens.
@@ -376,16 +398,20 @@ ports:
 			}
 			*ovs = p
 		}
-		flows := []string{"in_port=1,actions=output:2", "in_port=2,actions=output:1"}
-		if sw == OVSNormal {
-			flows = []string{"actions=NORMAL"}
-		}
-		if err := (*ovs).SetFlows("br0", flows...); err != nil {
+		if err := (*ovs).SetFlows("br0", ovsFlows(sw)...); err != nil {
 			return Run{}, err
+		}
+		if sw == OVSCT { // each run starts with no connections, as vswitchd does
+			if _, err := (*ovs).Appctl("dpctl/flush-conntrack"); err != nil {
+				return Run{}, err
+			}
 		}
 		os.Remove(sockA) // the frontend binds them again
 		os.Remove(sockB)
 		peer := *ovs
+		if sw == OVSRouted || sw == OVSCT {
+			verify = func() (string, error) { return verifyOVS(sw, peer) }
+		}
 		ready = func() error {
 			return waitFor(ctx, 30*time.Second, "OVS ports vu0 and vu1 up", func() bool {
 				for _, port := range []string{"vu0", "vu1"} {
@@ -402,7 +428,7 @@ ports:
 	if worker != nil {
 		before, _ = worker()
 	}
-	r, err := o.frontend(ctx, dir, sockA, sockB, ring, frame, server, ready)
+	r, err := o.frontend(ctx, dir, sockA, sockB, ring, frame, frontendKind(sw), server, ready, verify)
 	if worker != nil {
 		if after, ok := worker(); ok {
 			d := after.Sub(before)
@@ -429,12 +455,15 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 	return nil
 }
 
-// frontend runs the mac-forwarding testpmd on CPU 1 until the window is
+// frontend runs the testpmd frontend of kind on CPU 1 until the window is
 // covered and returns its receive rates. It runs interactively: the loop is
 // primed (start tx_first) only once ready says the switch has both ports up,
 // because a burst sent before that is lost and its direction never starts;
 // "show port stats all" every 2 s then gives the blocks --stats-period would.
-func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, frame int, server bool, ready func() error) (Run, error) {
+// verify, if not nil, checks the switch's path after the window, while the
+// traffic still runs; its failure fails the run.
+func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, frame int, kind feKind, server bool,
+	ready func() error, verify func() (string, error)) (Run, error) {
 	extra := ""
 	if server {
 		extra += ",server=1"
@@ -442,14 +471,17 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 	if ring == Packed {
 		extra += ",packed_vq=1"
 	}
+	vdevs, args, start, err := frontendArgs(kind, dir, frame)
+	if err != nil {
+		return Run{}, err
+	}
 	fe, err := testutil.LaunchTestpmd(o.Testpmd, testutil.TestpmdOptions{
 		Name: "frontend", MainLcore: 0, Dir: dir, Interactive: true,
-		Vdevs: []string{
+		Vdevs: append([]string{
 			"net_virtio_user0,path=" + sockA + ",queues=1,mac=" + macA + extra,
 			"net_virtio_user1,path=" + sockB + ",queues=1,mac=" + macB + extra,
-		},
-		Args: []string{"--nb-cores=1", "--forward-mode=mac", "--eth-peer=0," + macB, "--eth-peer=1," + macA,
-			"--burst=64", fmt.Sprintf("--txpkts=%d", frame), "--total-num-mbufs=32768"},
+		}, vdevs...),
+		Args: args,
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("testpmd frontend did not start: %w", err)
@@ -458,7 +490,7 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 	if err := ready(); err != nil {
 		return Run{}, fmt.Errorf("%w\nfrontend log:\n%s", err, tailLines(fe.Log(), 20))
 	}
-	if err := fe.Send("start tx_first"); err != nil {
+	if err := fe.Send(start); err != nil {
 		return Run{}, err
 	}
 	deadline := time.Now().Add(time.Duration(o.Secs*float64(time.Second)) + time.Duration(o.Skip+4)*3*time.Second + 10*time.Second)
@@ -488,15 +520,23 @@ func (o *Options) frontend(ctx context.Context, dir, sockA, sockB, ring string, 
 			break
 		}
 		if time.Now().After(deadline) {
-			fe.Stop()
 			// On a loaded machine testpmd answers late; most of the window
 			// is still a measurement.
 			if c0 >= o.Secs*0.8 && c1 >= o.Secs*0.8 {
 				o.Log.WithFields(logrus.Fields{"covered0": c0, "covered1": c1}).Info("window cut short by late testpmd stats")
-				return r, nil
+				break
 			}
+			fe.Stop()
 			return r, fmt.Errorf("no %.0f s of traffic within the time allowed (covered %.1f/%.1f s); log %s", o.Secs, c0, c1, fe.LogPath)
 		}
+	}
+	if verify != nil {
+		check, err := verify()
+		if err != nil {
+			fe.Stop()
+			return r, fmt.Errorf("path check: %w", err)
+		}
+		r.Check = check
 	}
 	fe.Send("stop")
 	fe.Send("quit")

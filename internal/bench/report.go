@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -78,23 +79,25 @@ func (r *Report) xdpTable(b *strings.Builder) {
 }
 
 func (r *Report) loopTable(b *strings.Builder) {
-	fmt.Fprintf(b, "learned-unicast loop (PEERS.md 8), %d cores, median of %d runs x %.0f s; Mpps per direction, Gbit/s both directions (L2 bytes)\n",
+	fmt.Fprintf(b, "two-port layout (PEERS.md 8: switch on CPU 0, one testpmd frontend on CPU 1), %d cores, median of %d runs x %.0f s; Mpps per direction, Gbit/s both directions (L2 bytes)\n",
 		r.Cores, r.RunCount, r.Secs)
 	w := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "ring\tframe\tswitch\tMpps/dir\tGbit/s\tvswitchd/OVS\tvswitchd/testpmd\truns (Mpps/dir)\t")
+	var switches []string
 	for _, p := range r.Points {
-		ovsRatio, tpRatio := "", ""
-		// vswitchd rows compare with OVS in the same forwarding model:
-		// the learning bridge with NORMAL, the cross-connect with in_port flows.
-		ovsPeer := OVSNormal
-		if p.Switch == VswitchdXC {
-			ovsPeer = OVSXC
+		if !slices.Contains(switches, p.Switch) {
+			switches = append(switches, p.Switch)
 		}
-		if p.Switch == Vswitchd || p.Switch == VswitchdXC {
-			if o := r.find(ovsPeer, p.Ring, p.Frame); o != nil && o.Mpps > 0 {
+		ovsRatio, tpRatio := "", ""
+		// A vswitchd row compares with OVS doing the same job (ovsPeerOf)
+		// and with testpmd's io forward under the same frontend.
+		if peer := ovsPeerOf(p.Switch); peer != "" {
+			if o := r.find(peer, p.Ring, p.Frame); o != nil && o.Mpps > 0 {
 				ovsRatio = fmt.Sprintf("%.2f", p.Mpps/o.Mpps)
 			}
-			if t := r.find(Testpmd, p.Ring, p.Frame); t != nil && t.Mpps > 0 {
+		}
+		if tp := testpmdPeerOf(p.Switch); tp != "" {
+			if t := r.find(tp, p.Ring, p.Frame); t != nil && t.Mpps > 0 {
 				tpRatio = fmt.Sprintf("%.2f", p.Mpps/t.Mpps)
 			}
 		}
@@ -109,7 +112,10 @@ func (r *Report) loopTable(b *strings.Builder) {
 		fmt.Fprintf(w, "%s\t%d\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t\n", p.Ring, p.Frame, p.Switch, p.Mpps, p.Gbps, ovsRatio, tpRatio, strings.Join(runs, " "))
 	}
 	w.Flush()
-	b.WriteString("vswitchd/OVS: vswitchd vs ovs-normal, vswitchd-xc vs ovs-xc; vswitchd/testpmd: vs testpmd net_vhost io forward\n")
+	b.WriteString("vswitchd/OVS: vswitchd vs ovs-normal, vswitchd-xc vs ovs-xc, vswitchd-routed vs ovs-routed, vswitchd-sg vs ovs-ct; vswitchd/testpmd: vs testpmd net_vhost io forward (testpmd-gen for vswitchd-routed)\n")
+	for _, sw := range switches {
+		fmt.Fprintf(b, "  %s: %s\n", sw, Traffic(sw))
+	}
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -138,7 +144,7 @@ func (r *Report) WritePNG(path string) error {
 		}
 	}
 	pl := plot.New()
-	pl.Title.Text = fmt.Sprintf("learned-unicast loop, %d cores, median of %d x %.0f s", r.Cores, r.RunCount, r.Secs)
+	pl.Title.Text = fmt.Sprintf("two-port layout, %d cores, median of %d x %.0f s", r.Cores, r.RunCount, r.Secs)
 	pl.Y.Label.Text = "Mpps per direction"
 	width := vg.Points(60 / float64(max(len(switches), 1)))
 	for i, sw := range switches {
