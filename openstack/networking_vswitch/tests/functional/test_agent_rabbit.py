@@ -102,6 +102,14 @@ class AgentRabbitTest(unittest.TestCase):
         except OSError:
             return ''
 
+    def wait(self, what, check, timeout, log):
+        """wait_for with the tail of log's file in the failure, and every
+        child checked for an early exit."""
+        try:
+            return wait_for(what, check, timeout, self.procs)
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.log_tail(log)))
+
     def mark(self, what):
         self.timings[what] = round(time.monotonic() - self.t0, 1)
 
@@ -138,7 +146,7 @@ class AgentRabbitTest(unittest.TestCase):
             RABBITMQ_CONFIG_FILE=os.path.join(base, 'rabbitmq'),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
                 '-kernel inet_dist_use_interface {127,0,0,1}'))
-        p = self.start('rabbitmq', [RABBIT], env=env)
+        self.start('rabbitmq', [RABBIT], env=env)
 
         def listening():
             try:
@@ -146,11 +154,8 @@ class AgentRabbitTest(unittest.TestCase):
                 return True
             except OSError:
                 return False
-        try:
-            wait_for('rabbitmq-server on port %d' % amqp_port, listening,
-                     40, [('rabbitmq-server', p)])
-        except AssertionError as e:
-            raise AssertionError('%s\n%s' % (e, self.log_tail('rabbitmq')))
+        self.wait('rabbitmq-server on port %d' % amqp_port, listening, 40,
+                  'rabbitmq')
         self.mark('rabbitmq up')
         return 'rabbit://guest:guest@127.0.0.1:%d/' % amqp_port
 
@@ -195,7 +200,7 @@ network_vlan_ranges = physnet1:100:199
 firewall_driver = noop
 ''' % {'port': port, 'paste': paste, 'url': transport_url,
                 'state': state})
-        p = self.start('neutron-server', [
+        self.start('neutron-server', [
             sys.executable, '-m',
             'networking_vswitch.tests.functional.neutron_server',
             '--config-file', conf,
@@ -210,10 +215,8 @@ firewall_driver = noop
                 return self.get('/agents') is not None
             except OSError:
                 return False
-        try:
-            wait_for('neutron-server API', up, 60, [('neutron-server', p)])
-        except AssertionError as e:
-            raise AssertionError('%s\n%s' % (e, self.log_tail('neutron-server')))
+        self.wait('neutron-server API', up, 60,
+                  'neutron-server')
         self.mark('neutron-server API up')
 
     def call(self, method, path, body=None):
@@ -246,22 +249,19 @@ firewall_driver = noop
                     'polling_interval = 0.2\nport_poll_interval = 1\n'
                     '[agent]\nreport_interval = 2\n'
                     % (url, HOST, vs.api, sock_dir))
-        agent = self.start('vswitch-agent', [
+        self.start('vswitch-agent', [
             sys.executable, '-c',
             'from networking_vswitch.cmd.agent import main; main()',
             '--config-file', ini],
             env=dict(os.environ,
                      PYTHONPATH=os.path.join(vswitchd.REPO, 'openstack')))
-        procs = [('vswitch-agent', agent)]
 
         def alive():
             for a in self.get('/agents')['agents']:
                 if a['host'] == HOST and a['alive']:
                     return a
-        try:
-            a = wait_for('the agent in the agent list', alive, 40, procs)
-        except AssertionError as e:
-            raise AssertionError('%s\n%s' % (e, self.log_tail('vswitch-agent')))
+        a = self.wait('the agent in the agent list', alive, 40,
+                  'vswitch-agent')
         self.mark('agent alive')
         self.assertEqual('vswitch agent', a['agent_type'])
         self.assertEqual(sock_dir, a['configurations']['vhostuser_socket_dir'])
@@ -288,10 +288,8 @@ firewall_driver = noop
 
         def wired():
             return vs.client.port('os-' + pid)
-        try:
-            p = wait_for('the port on vswitchd', wired, 30, procs)
-        except AssertionError as e:
-            raise AssertionError('%s\n%s' % (e, self.log_tail('vswitch-agent')))
+        p = self.wait('the port on vswitchd', wired, 30,
+                  'vswitch-agent')
         self.mark('port on vswitchd')
         cfg_ = p.get('config') or p
         self.assertEqual('client', cfg_['mode'])
@@ -300,12 +298,11 @@ firewall_driver = noop
 
         def active():
             return self.get('/ports/' + pid)['port']['status'] == 'ACTIVE'
-        try:
-            wait_for('port ACTIVE', active, 30, procs)
-        except AssertionError as e:
-            raise AssertionError('%s\n%s' % (e, self.log_tail('vswitch-agent')))
+        self.wait('port ACTIVE', active, 30,
+                  'vswitch-agent')
         self.mark('port ACTIVE')
-        print('E2E rabbit: %s' % json.dumps(self.timings))
+        # On a line of its own: unittest -v left its ' ... ' open.
+        print('\nE2E rabbit: %s' % json.dumps(self.timings))
 
 
 if __name__ == '__main__':
