@@ -16,6 +16,9 @@ set -euo pipefail
 PKGS="dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio iproute2 ethtool tcpdump python3 gcc libc6-dev openvswitch-switch-dpdk"
 PKGS="$PKGS python3-neutron python3-nova python3-os-vif python3-oslotest python3-placement python3-wsgi-intercept python3-pytest"
 PKGS="$PKGS libvirt-daemon-system libvirt-clients python3-libvirt"
+# rabbitmq-server: the agent against a real broker and neutron-server (openstack/.../test_agent_rabbit.py);
+# the test runs its own broker and epmd on private ports, the system service stays off.
+PKGS="$PKGS rabbitmq-server"
 # 2 MiB pages: a few testpmd -m 256 processes, plus OVS-DPDK's dpdk-socket-mem in the benchmark.
 MIN_HUGEPAGES=${MIN_HUGEPAGES:-1536}
 OVS_DPDK_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk

@@ -14,15 +14,17 @@ import (
 )
 
 // TestOpenStack runs the Python tests of openstack/ (networking_vswitch:
-// ML2 driver, Nova contract, host agent against a real vswitchd) with
-// Debian's /usr/bin/python3, which sees python3-neutron and python3-nova.
+// ML2 driver, Nova contract, host agent against a real vswitchd, and the
+// agent process with a private rabbitmq-server and a neutron-server
+// process) with Debian's /usr/bin/python3, which sees python3-neutron and
+// python3-nova.
 // Nova and Neutron both register options on oslo.config's global CONF,
 // so their tests run in separate interpreters.
 func TestOpenStack(t *testing.T) {
 	openstackPython(t)
 	bin := testutil.VswitchdBinary(t)
 	groups := []struct{ name, modules string }{
-		{"neutron", "networking_vswitch.tests.unit.test_mech_vswitch networking_vswitch.tests.unit.test_translate networking_vswitch.tests.unit.test_agent networking_vswitch.tests.functional.test_agent_vswitchd"},
+		{"neutron", "networking_vswitch.tests.unit.test_mech_vswitch networking_vswitch.tests.unit.test_translate networking_vswitch.tests.unit.test_agent networking_vswitch.tests.functional.test_agent_vswitchd networking_vswitch.tests.functional.test_agent_rabbit"},
 		{"nova", "networking_vswitch.tests.unit.test_nova_contract"},
 	}
 	for _, g := range groups {

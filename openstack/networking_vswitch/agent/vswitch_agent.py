@@ -18,6 +18,7 @@ import time
 from neutron_lib.agent import constants as agent_consts
 from oslo_config import cfg
 from oslo_log import log as logging
+import oslo_messaging
 
 from networking_vswitch.agent import client as vs_client
 from networking_vswitch.agent import translate
@@ -39,6 +40,11 @@ OPTS = [
                      'physical network this host serves.'),
     cfg.FloatOpt('polling_interval', default=2.0,
                  help='Seconds between reconcile passes.'),
+    cfg.FloatOpt('port_poll_interval', default=10.0,
+                 help='Seconds between asking neutron-server for the ports '
+                      'bound to this host. ML2 sends no port_update for a '
+                      'port created with binding:host_id already set, so '
+                      'only this finds it. 0 disables it.'),
 ]
 
 
@@ -66,6 +72,11 @@ class VswitchAgent(object):
     """The agent's state and one reconcile pass (loop_once). RPC objects
     are neutron's client classes (PluginApi, SecurityGroupServerRpcApi,
     PluginReportStateAPI) or anything with their methods."""
+
+    # The RPC API version of the notifications this agent consumes: ML2's
+    # network_update is cast as 1.4, the security group ones as 1.1. An
+    # endpoint without a target is 1.0 and oslo.messaging rejects them.
+    target = oslo_messaging.Target(version='1.4')
 
     def __init__(self, host, vsclient, plugin_rpc, sg_rpc, state_rpc,
                  context, physnet_bridges, sock_dir):
@@ -154,6 +165,18 @@ class VswitchAgent(object):
                 self.need_full_sync = True
 
     # --- Neutron -> wanted state ---
+
+    def poll_bound_ports(self):
+        """Queue the ports bound here that the agent does not know yet.
+        Known ports are not fetched again: get_devices_details_list would
+        set them to BUILD until the next update_device_up."""
+        try:
+            ids = self._bound_port_ids()
+        except Exception:
+            LOG.exception('listing the ports bound here failed')
+            return
+        with self._lock:
+            self._updated |= ids - set(self.wanted)
 
     def _bound_port_ids(self):
         ports = self.plugin_rpc.get_ports_by_vnic_type_and_host(
@@ -329,7 +352,9 @@ class VswitchAgent(object):
                 for pid in set(self.wanted) - set(bodies):
                     self._unbind(pid)
                 self.wanted = bodies
-                self.reported_up &= set(bodies)
+                # get_devices_details_list set each fetched port to BUILD
+                # on neutron-server: report them all up again.
+                self.reported_up = set()
                 sg_dirty = True
             else:
                 for pid in deleted - updated:
@@ -339,8 +364,8 @@ class VswitchAgent(object):
                     for pid in gone:
                         self._unbind(pid)
                     for pid, body in bodies.items():
-                        if body != self.wanted.get(pid):
-                            self.reported_up.discard(pid)
+                        # Fetching set it to BUILD, even when unchanged.
+                        self.reported_up.discard(pid)
                         self.wanted[pid] = body
                     sg_dirty = True
             if sg_dirty:
@@ -427,8 +452,13 @@ def main(argv=None):
     if conf.AGENT.report_interval:
         heartbeat = loopingcall.FixedIntervalLoopingCall(agent.report_state)
         heartbeat.start(interval=conf.AGENT.report_interval)
+    interval = conf.vswitch.port_poll_interval
+    poll_at = time.monotonic() + interval
     try:
         while True:
+            if interval and time.monotonic() >= poll_at:
+                poll_at = time.monotonic() + interval
+                agent.poll_bound_ports()
             agent.loop_once()
             time.sleep(conf.vswitch.polling_interval)
     finally:
