@@ -375,6 +375,17 @@ func stageOf(r api.LiveTraceRecord, stage string) string {
 	return ""
 }
 
+// hasDecision says whether one of r's entries for stage starts with
+// prefix (a stage such as the filter may record several decisions).
+func hasDecision(r api.LiveTraceRecord, stage, prefix string) bool {
+	for _, s := range r.Stages {
+		if s.Stage == stage && strings.HasPrefix(s.Decision, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 func outputsOf(r api.LiveTraceRecord) string {
 	var o []string
 	for _, out := range r.Outputs {
@@ -425,7 +436,7 @@ func verifyVswitchd(sw string, v *testutil.Vswitchd) (string, error) {
 			case VswitchdRouted:
 				ok = strings.HasPrefix(stageOf(r, "route"), s.via)
 			case VswitchdSG:
-				ok = strings.HasPrefix(stageOf(r, "filter"), "egress from "+s.in+": ct established")
+				ok = hasDecision(r, "filter", "egress from "+s.in+": ct established")
 			}
 			if !ok || outputsOf(r) != s.out || len(r.Dropped) > 0 {
 				b, _ := json.Marshal(r)
