@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -454,20 +455,28 @@ func verifyVswitchd(sw string, v *testutil.Vswitchd) (string, error) {
 		}
 		seen = append(seen, fmt.Sprintf("%d/%d traced from %s: %s -> %s", good, len(lt.Records), s.in, what, s.out))
 	}
-	if sw == VswitchdSG {
-		ports, err := v.Ports()
-		if err != nil {
-			return "", err
-		}
-		for _, p := range []string{"vm1", "vm2"} {
-			for r, n := range ports[p].Drops {
-				if n > 0 && (strings.HasPrefix(r, "sg_") || strings.HasPrefix(r, "ct_")) {
-					return "", fmt.Errorf("%s: port %s dropped %d packets as %s", sw, p, n, r)
-				}
-			}
-		}
-		seen = append(seen, "no security group or conntrack drops")
+	ports, err := v.Ports()
+	if err != nil {
+		return "", err
 	}
+	var drops []string
+	for _, p := range []string{"vm1", "vm2"} {
+		reasons := slices.Sorted(maps.Keys(ports[p].Drops))
+		for _, r := range reasons {
+			n := ports[p].Drops[r]
+			if n == 0 {
+				continue
+			}
+			if sw == VswitchdSG && (strings.HasPrefix(r, "sg_") || strings.HasPrefix(r, "ct_")) {
+				return "", fmt.Errorf("%s: port %s dropped %d packets as %s", sw, p, n, r)
+			}
+			drops = append(drops, fmt.Sprintf("%s %s %d", p, r, n))
+		}
+	}
+	if len(drops) == 0 {
+		drops = []string{"none"}
+	}
+	seen = append(seen, "drops: "+strings.Join(drops, ", "))
 	return strings.Join(seen, "; "), nil
 }
 
