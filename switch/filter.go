@@ -274,61 +274,14 @@ func filterRun(p *pipe, w *Worker, c *config, port uint16, b *Batch, now uint32,
 				rejectIngress(p, c.ports[port], b, i, &fs[k])
 			}
 		case dir == acl.Egress:
-			if p.tracing {
-				p.traceFilter(int(i), c.ports[port], dir, stateful, fp.res[k].State, v.Commit)
-			}
 			p.live[n] = i
 			n++
 		default:
-			if p.tracing {
-				p.traceFilter(int(i), c.ports[port], dir, stateful, fp.res[k].State, v.Commit)
-			}
 			fp.idx[n] = i
 			n++
 		}
 	}
 	return n
-}
-
-// traceFilter records, for a traced packet a filter stage passed, the
-// direction, the port, conntrack's state in the port's zone and whether
-// the connection was committed. Drops are recorded by p.drop.
-func (p *pipe) traceFilter(i int, pe *portEntry, dir acl.Direction, stateful bool, st nat.CTState, commit bool) {
-	t := p.tr(i)
-	if t == nil {
-		return
-	}
-	if dir == acl.Egress {
-		t.at("filter").s("egress from ")
-	} else {
-		t.at("filter").s("ingress to ")
-	}
-	if pe != nil {
-		t.s(pe.Name)
-	}
-	if stateful {
-		t.s(": ct ").s(ctName(st))
-	}
-	t.s(": allow")
-	if stateful && commit {
-		t.s(", commit")
-	}
-}
-
-// ctName names conntrack's state for a trace.
-func ctName(s nat.CTState) string {
-	switch ctState(s) {
-	case acl.CTInvalid:
-		return "invalid"
-	case acl.CTRelated:
-		return "related"
-	case acl.CTEstablished:
-		if s&nat.StateRpl != 0 {
-			return "established reply"
-		}
-		return "established"
-	}
-	return "new"
 }
 
 // reject turns packet i's head into the reply that rejects it and sends

@@ -410,9 +410,9 @@ func TestLiveTraceShowsFilter(t *testing.T) {
 		k    int
 		want string
 	}{
-		{"p0", 0, "egress from p0: ct new: allow, commit"},
-		{"p1", 0, "egress from p1: ct established reply: allow"},
-		{"p0", 1, "egress from p0: ct established: allow"},
+		{"p0", 0, "egress: security group rule g/rules[1] admits a new connection"},
+		{"p1", 0, "egress: pass (part of a connection)"},
+		{"p0", 1, "egress: pass (part of a connection)"},
 	} {
 		if got := filterStage(c.port, c.k); got != c.want {
 			t.Errorf("%s record %d: filter %q, want %q", c.port, c.k, got, c.want)
