@@ -1,8 +1,6 @@
-// Package hw reads the CPU's cycle counter and publishes with release
-// stores: the two things the data plane needs that sync/atomic and time
-// make too costly per batch (a time.Now is a vDSO call; an atomic store on
-// amd64 is an XCHG, a full fence that waits for every store before it,
-// including copies into guest memory still fetching their cache lines).
+// Package hw reads the CPU's cycle counter and prefetches cache lines: what
+// the data plane needs that Go has no cheap way to say (a time.Now is a
+// vDSO call; Go has no prefetch instruction).
 package hw
 
 import (

@@ -6,18 +6,6 @@ package hw
 //go:noescape
 func Cycles() uint64
 
-// StoreRelease32 stores v at *p with release order: no earlier load or
-// store is seen after it. On amd64 a plain MOV is that (TSO), while
-// sync/atomic's store is an XCHG. Readers must load *p atomically.
-//
-//go:noescape
-func StoreRelease32(p *uint32, v uint32)
-
-// StoreRelease64 is StoreRelease32 for a 64-bit word (aligned).
-//
-//go:noescape
-func StoreRelease64(p *uint64, v uint64)
-
 // PrefetchW asks for the cache lines of [p, p+n) in exclusive state,
 // ready to be written (PREFETCHW): issued for a whole batch before the
 // copies, the lines of a guest's buffers travel from its CPU in parallel

@@ -1,7 +1,6 @@
 package hw
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,40 +17,6 @@ func TestCyclesAdvance(t *testing.T) {
 	}
 	if ns := Nanos(uint64(r)); ns < 0.99e9 || ns > 1.01e9 {
 		t.Fatalf("Nanos(one second of cycles) = %g", ns)
-	}
-}
-
-func TestStoreRelease(t *testing.T) {
-	var a uint32
-	var b uint64
-	StoreRelease32(&a, 0xdeadbeef)
-	StoreRelease64(&b, 1<<40|7)
-	if atomic.LoadUint32(&a) != 0xdeadbeef || atomic.LoadUint64(&b) != 1<<40|7 {
-		t.Fatalf("got %#x %#x", a, b)
-	}
-}
-
-// The release store is published to another goroutine that polls it, as a
-// guest's driver polls used.idx.
-func TestStoreReleasePublishes(t *testing.T) {
-	var data [64]uint64
-	var flag uint32
-	done := make(chan bool)
-	go func() {
-		for atomic.LoadUint32(&flag) == 0 {
-		}
-		ok := true
-		for i := range data {
-			ok = ok && atomic.LoadUint64(&data[i]) == uint64(i)+1
-		}
-		done <- ok
-	}()
-	for i := range data {
-		atomic.StoreUint64(&data[i], uint64(i)+1)
-	}
-	StoreRelease32(&flag, 1)
-	if !<-done {
-		t.Fatal("the reader saw the flag before the data")
 	}
 }
 
