@@ -19,6 +19,7 @@ type pipe struct {
 	live   [BatchSize]uint16
 	nlive  int
 	drops  [NumDropReasons]uint64
+	ndrops int // how many drops are in drops: most batches have none
 
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
@@ -48,6 +49,7 @@ type pipe struct {
 
 func (p *pipe) drop(i int, r DropReason, stage string) {
 	p.drops[r]++
+	p.ndrops++
 	if t := p.tr(i); t != nil {
 		t.at(stage).s("drop: ").s(r.String())
 		t.dropped(r)
@@ -96,7 +98,13 @@ func stageClassify(p *pipe, in *portEntry, b *Batch) {
 // stageL2 learns source MACs in (VLAN, MAC) and selects output ports: the
 // learned port for a known unicast destination, otherwise every other
 // member carrying the VLAN.
+//
+// A burst usually holds one conversation: the last source learned and the
+// last destination looked up are remembered for the batch, so a run of
+// frames between the same two MACs costs one FDB probe each way. Any
+// learning in between forgets the lookup (it may have taught it).
 func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
+	var learned, looked fdbMemo
 	for _, i := range p.live[:p.nlive] {
 		pkt := &b.Pkts[i]
 		h := pkt.HeadBytes()
@@ -110,12 +118,18 @@ func stageL2(p *pipe, c *config, in *portEntry, b *Batch, now uint32) {
 				p.drop(int(i), DropInvalidSrcMAC, "l2")
 				continue
 			}
-			if !p.dry {
+			if !p.dry && !learned.is(br, vid, src) {
 				br.FDB.Learn(vid, src, in.ID, now)
+				learned.set(br, vid, src, 0, false)
+				looked = fdbMemo{}
 			}
 		}
 		if dst&(1<<40) == 0 { // unicast
-			if out, ok := br.FDB.Lookup(vid, dst); ok {
+			if !looked.is(br, vid, dst) {
+				out, ok := br.FDB.Lookup(vid, dst)
+				looked.set(br, vid, dst, out, ok)
+			}
+			if out, ok := looked.port, looked.ok; ok {
 				if out == from {
 					p.drop(int(i), DropHairpin, "l2")
 					continue
@@ -152,4 +166,20 @@ func stageEgressVLAN(p *pipe, out *portEntry, b *Batch, sel []uint16) {
 		vid := p.vlan[i&(BatchSize-1)]
 		b.Pkts[i&(BatchSize-1)].setTag(out.vlan.egressTagged(vid), p.tci[i&(BatchSize-1)]|vid)
 	}
+}
+
+// fdbMemo is one FDB answer remembered within a batch.
+type fdbMemo struct {
+	br   *Bridge
+	key  uint64
+	port uint16
+	ok   bool
+}
+
+func (m *fdbMemo) is(br *Bridge, vid uint16, mac uint64) bool {
+	return m.br == br && m.key == fdbKey(vid, mac)
+}
+
+func (m *fdbMemo) set(br *Bridge, vid uint16, mac uint64, port uint16, ok bool) {
+	*m = fdbMemo{br: br, key: fdbKey(vid, mac), port: port, ok: ok}
 }

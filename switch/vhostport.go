@@ -127,15 +127,18 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		skip = 0
 	}
 	var drops [NumDropReasons]uint64
+	ndrop := 0
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
 	sinkDesc += txq.Prefetch(avail)
+	txq.PrefetchUsed(avail) // Release returns these chains
 	for k := 0; k < avail; k++ {
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainOK {
 			drops[cerr]++
+			ndrop++
 			if cerr != virtio.ChainBadHead {
 				txq.PutUsed(head, 0)
 			}
@@ -144,6 +147,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		frame := total - hdrLen
 		if frame < EthHdrLen {
 			drops[DropRunt]++
+			ndrop++
 			txq.PutUsed(head, 0)
 			continue
 		}
@@ -152,7 +156,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, ndrop, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -185,6 +189,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		skip = 0
 	}
 	var drops [NumDropReasons]uint64
+	ndrop := 0
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
@@ -195,6 +200,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainOK {
 			drops[cerr]++
+			ndrop++
 			if cerr != virtio.ChainBadHead {
 				txq.PutUsed(head, 0)
 			}
@@ -203,6 +209,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		frame := total - hdrLen
 		if frame < EthHdrLen {
 			drops[DropRunt]++
+			ndrop++
 			txq.PutUsed(head, 0)
 			continue
 		}
@@ -211,7 +218,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, ndrop, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -228,7 +235,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 // headers ask for, and count. Frames with a header that does not fit
 // their frame leave the batch: their descriptor heads are put in bad for
 // the caller to return; it returns how many.
-func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReasons]uint64, c *PortCounters, bad *[BatchSize]uint16) int {
+func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReasons]uint64, ndrop int, c *PortCounters, bad *[BatchSize]uint16) int {
 	var bytes uint64
 	var refused [BatchSize]bool
 	nbad := 0
@@ -238,13 +245,27 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReaso
 		// for offloads: it often has a cache line of its own, which the
 		// guest's CPU last wrote.
 		var vh [12]byte
-		if snd.on {
-			pkt.gather(vh[:hdrLen])
-		} else {
-			pkt.trim(hdrLen)
-		}
 		pkt.Off = HeadRoom
-		pkt.NHead = pkt.gather(pkt.Head[HeadRoom : HeadRoom+min(pkt.Len, HeadLen)])
+		want := min(pkt.Len, HeadLen)
+		if s0 := pkt.Segs[0]; len(s0) >= hdrLen+want {
+			// The usual chain: header and head in the first buffer.
+			if snd.on {
+				copy(vh[:hdrLen], s0)
+			}
+			pkt.NHead = copy(pkt.Head[HeadRoom:HeadRoom+want], s0[hdrLen:])
+			if rest := s0[hdrLen+want:]; len(rest) > 0 {
+				pkt.Segs[0] = rest
+			} else {
+				pkt.trimFirst()
+			}
+		} else {
+			if snd.on {
+				pkt.gather(vh[:hdrLen])
+			} else {
+				pkt.trim(hdrLen)
+			}
+			pkt.NHead = pkt.gather(pkt.Head[HeadRoom : HeadRoom+want])
+		}
 		pkt.Offload = offload.Meta{}
 		if snd.on && vh[0]|vh[1] != 0 { // flags or gso_type: a request
 			m, ok := offload.Check(offload.DecodeHdr(vh[:]), snd.s, pkt.HeadBytes(), pkt.Len)
@@ -259,11 +280,14 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReaso
 	}
 	if nbad > 0 {
 		drops[DropBadOffload] += uint64(nbad)
+		ndrop += nbad
 		b.N = compact(b, first, &refused)
 	}
-	for r, n := range drops {
-		if n != 0 {
-			c.Drops[r].Add(n)
+	if ndrop > 0 {
+		for r, n := range drops {
+			if n != 0 {
+				c.Drops[r].Add(n)
+			}
 		}
 	}
 	if b.N > first {
@@ -301,6 +325,14 @@ func (pkt *Packet) trim(n int) {
 		copy(pkt.Segs[:], pkt.Segs[i:pkt.NSegs])
 		pkt.NSegs -= i
 	}
+}
+
+// trimFirst drops the first segment, which was consumed whole.
+func (pkt *Packet) trimFirst() {
+	if pkt.NSegs > 1 {
+		copy(pkt.Segs[:], pkt.Segs[1:pkt.NSegs])
+	}
+	pkt.NSegs--
 }
 
 // gather copies the first len(dst) bytes of the segments into dst and
@@ -407,6 +439,7 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
 	t := newTxTally(st)
 	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
+	rxq.PrefetchUsed(min(len(sel), rxq.Pending()))
 	for k := 0; k < len(sel); {
 		var more bool
 		k, more = w.takeChains(b, sel, k, rxq, hdrLen, mrg, &t)
@@ -556,13 +589,16 @@ func (w *Worker) takeChains(b *Batch, sel []uint16, k int, rxq *virtio.SplitQueu
 					break frames // refused: the rest of its segments too
 				}
 				d.head, d.nseg, d.room = head, nseg, room
+				if nseg == 0 { // all zero-length: no stale buffer of an earlier chain
+					d.segs[0] = nil
+				}
 				if nseg > 0 && len(d.segs[0]) > 0 { // ask for the lines the copy will write
 					hw.PrefetchW(&d.segs[0][0], min(len(d.segs[0]), need-got))
 				}
 				w.nd++
 				got += room
 			}
-			w.claimFrame(pkt, sel[k], s, pass, first, hdrLen)
+			w.claimFrame(sel[k], s, pass, first)
 		}
 		w.resume = 0
 	}
@@ -578,24 +614,15 @@ func (w *Worker) giveBack(rxq *virtio.SplitQueue, first int) {
 }
 
 // claimFrame records that frame pkt (index i of the batch; segment seg of
-// it unless whole) goes into the chains taken since first, and writes the
-// virtio-net header and the last head byte now: the stores take the lines
-// from the guest's CPU while later chains are walked, and pass 2 copies
-// into lines it owns. A whole frame's header passes its offload request
-// on; a segment's header is plain.
-func (w *Worker) claimFrame(pkt *Packet, i uint16, seg int, whole bool, first, hdrLen int) {
+// it unless whole) goes into the chains taken since first. It stores
+// nothing into them: takeChains asked for their lines (PrefetchW), and a
+// store to a line still on its way from the guest's CPU would hold up every
+// later store of the walk; pass 2 writes into lines that have arrived.
+func (w *Worker) claimFrame(i uint16, seg int, whole bool, first int) {
 	o := &w.out[w.nout]
 	w.nout++
 	o.pkt, o.first, o.n = i, uint16(first), uint16(w.nd-first)
 	o.seg, o.whole = int32(seg), whole
-	o.hdrDone = false
-	if s0 := w.dst[first].segs[0]; len(s0) >= hdrLen {
-		putNetHdr(s0, hdrLen, int(o.n), &pkt.Offload, whole)
-		o.hdrDone = true
-		if end := hdrLen + pkt.NHead; end <= len(s0) {
-			s0[end-1] = pkt.Head[pkt.Off+pkt.NHead-1]
-		}
-	}
 }
 
 // copyOut is pass 2: each frame is copied into its chains and every chain
@@ -607,14 +634,24 @@ func (w *Worker) copyOut(b *Batch, hdrLen int, t *txTally) {
 		pkt := &b.Pkts[o.pkt]
 		chains := w.dst[o.first : o.first+o.n]
 		var flen int
-		if o.whole {
-			scatter(chains, hdrLen, o.hdrDone, pkt, true, pkt.HeadBytes(), pkt.NHead, pkt.Len-pkt.NHead)
+		// A whole frame's header passes its offload request on; a
+		// segment's header is plain.
+		s0 := chains[0].segs[0]
+		hdrDone := len(s0) >= hdrLen
+		if hdrDone {
+			putNetHdr(s0, hdrLen, int(o.n), &pkt.Offload, o.whole)
+		}
+		if o.whole && hdrDone && pkt.NSegs == 0 && len(s0) >= hdrLen+pkt.NHead {
+			copy(s0[hdrLen:], pkt.HeadBytes()) // the usual small frame: one copy
+			flen = pkt.Len
+		} else if o.whole {
+			scatter(chains, hdrLen, hdrDone, pkt, true, pkt.HeadBytes(), pkt.NHead, pkt.Len-pkt.NHead)
 			flen = pkt.Len
 		} else {
 			hl := int(pkt.Offload.HdrLen)
 			pkt.Offload.SegHeader(w.segHdr[:hl], pkt.HeadBytes(), pkt.Segs[:pkt.NSegs], pkt.Len, int(o.seg))
 			off, n := pkt.Offload.SegPayload(pkt.Len, int(o.seg))
-			scatter(chains, hdrLen, o.hdrDone, pkt, false, w.segHdr[:hl], off, n)
+			scatter(chains, hdrLen, hdrDone, pkt, false, w.segHdr[:hl], off, n)
 			flen = hl + n
 		}
 		left := hdrLen + flen
@@ -679,13 +716,16 @@ func (w *Worker) takeChainsPacked(b *Batch, sel []uint16, k int, rxq *virtio.Pac
 					break frames // refused: the rest of its segments too
 				}
 				d.head, d.nseg, d.room = head, nseg, room
+				if nseg == 0 { // all zero-length: no stale buffer of an earlier chain
+					d.segs[0] = nil
+				}
 				if nseg > 0 && len(d.segs[0]) > 0 { // ask for the lines the copy will write
 					hw.PrefetchW(&d.segs[0][0], min(len(d.segs[0]), need-got))
 				}
 				w.nd++
 				got += room
 			}
-			w.claimFrame(pkt, sel[k], s, pass, first, hdrLen)
+			w.claimFrame(sel[k], s, pass, first)
 		}
 		w.resume = 0
 	}
@@ -759,7 +799,7 @@ func scatter(chains []rxChain, hdrLen int, hdrDone bool, pkt *Packet, pass bool,
 			}
 		}
 	}
-	if hdrDone { // pass 1 wrote it into the first segment: step over it
+	if hdrDone { // copyOut wrote it into the first segment: step over it
 		co = hdrLen
 		if co == len(chains[0].segs[0]) {
 			co = 0

@@ -64,7 +64,6 @@ type rxFrame struct {
 	pkt, first, n uint16
 	seg           int32 // segment of a frame segmented in software
 	whole         bool  // the frame itself, not a segment
-	hdrDone       bool  // pass 1 wrote the virtio-net header
 }
 
 type source struct {
@@ -288,12 +287,7 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 // and transmits what the stages selected for each output port.
 func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 	p := &w.pipe
-	for r, n := range p.drops {
-		if n != 0 {
-			in.Counters.Drops[r].Add(n)
-			p.drops[r] = 0
-		}
-	}
+	p.flushDrops(in)
 	for _, id := range p.touched[:p.nouch] {
 		n := p.nsel[id]
 		p.nsel[id] = 0
@@ -303,12 +297,7 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 			continue
 		}
 		sel := stageFilterOut(p, w, c, out, b, p.sel[id][:n], now)
-		for r, d := range p.drops {
-			if d != 0 {
-				out.Counters.Drops[r].Add(d)
-				p.drops[r] = 0
-			}
-		}
+		p.flushDrops(out)
 		if len(sel) == 0 {
 			continue
 		}
@@ -349,4 +338,18 @@ func (w *Worker) xconnect(in *portEntry, br *Bridge, b *Batch) {
 	w.curOut = peer
 	peer.Port.Transmit(w, b, identity[:b.N], peer.Counters)
 	w.curOut = nil
+}
+
+// flushDrops adds the drops the stages counted to port pe's counters.
+func (p *pipe) flushDrops(pe *portEntry) {
+	if p.ndrops == 0 {
+		return
+	}
+	for r, n := range p.drops {
+		if n != 0 {
+			pe.Counters.Drops[r].Add(n)
+			p.drops[r] = 0
+		}
+	}
+	p.ndrops = 0
 }

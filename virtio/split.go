@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/hw"
 )
 
 // Descriptor and ring flags (virtio 1.2, 2.7).
@@ -358,6 +360,22 @@ func (q *SplitQueue) walkIndirect(ind desc, segs *[MaxSegs][]byte, want uint16) 
 // Unpop gives back the chain Next consumed last, for a receive that found
 // the chain too small; the guest keeps it for the next packet.
 func (q *SplitQueue) Unpop() { q.lastAvail-- }
+
+// PrefetchUsed asks for the used-ring lines the next n PutUsed calls
+// store to, without storing: the guest's CPU read them last, and a store to
+// a line this core does not own yet holds up every later store (x86 commits
+// stores in order), so the ownership transfer is started early and the
+// stores find the lines here.
+func (q *SplitQueue) PrefetchUsed(n int) {
+	i := int(q.usedIdx & q.mask)
+	first := min(n, int(q.size)-i)
+	if first > 0 {
+		hw.PrefetchW((*byte)(unsafe.Pointer(&q.usedRing[i])), first*usedElemSize)
+	}
+	if n > first {
+		hw.PrefetchW((*byte)(unsafe.Pointer(&q.usedRing[0])), (n-first)*usedElemSize)
+	}
+}
 
 // PutUsed returns a chain to the guest with the number of bytes written.
 // The guest sees it after the next Flush.
