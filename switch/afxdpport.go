@@ -318,7 +318,7 @@ func (xq *xskQueue) kick() {
 }
 
 // Release implements Port: the batch's frames go back to the fill ring.
-func (p *AFXDPPort) Release(b *Batch) {
+func (p *AFXDPPort) Release(w *Worker, b *Batch) {
 	if b.InQueue < len(p.qs) {
 		if xq := p.qs[b.InQueue]; xq.nheld > 0 {
 			xq.refill()

@@ -113,7 +113,7 @@ func (m *memPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	return b.N
 }
 
-func (m *memPort) Release(b *Batch) {}
+func (m *memPort) Release(w *Worker, b *Batch) {}
 
 func (m *memPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters) {
 	for _, i := range sel {

@@ -23,7 +23,7 @@ type Port interface {
 	// Receive fills b with up to BatchSize packets from queue q.
 	Receive(w *Worker, q int, b *Batch, c *PortCounters) int
 	// Release gives the sender back the buffers of the packets in b.
-	Release(b *Batch)
+	Release(w *Worker, b *Batch)
 	// Transmit copies the packets b.Pkts[sel[i]] out of the port. It
 	// counts what it sends and drops in c.
 	Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters)

@@ -387,14 +387,15 @@ func buildRARP(b []byte, mac uint64) int {
 
 // Release implements Port: the frames were copied, the guest gets its
 // transmit buffers back with one used-index update.
-func (p *VhostPort) Release(b *Batch) {
+func (p *VhostPort) Release(w *Worker, b *Batch) {
+	// A transmit queue has one worker: its interrupt check can wait.
 	if q := b.srcQ; q != nil {
 		for i := 0; i < b.N; i++ {
 			if !b.Pkts[i].local {
 				q.PutUsed(b.Pkts[i].desc, 0)
 			}
 		}
-		q.Flush()
+		w.publishSplit(q, true)
 		b.srcQ = nil
 	}
 	if q := b.srcPQ; q != nil {
@@ -403,7 +404,7 @@ func (p *VhostPort) Release(b *Batch) {
 				q.PutUsed(b.Pkts[i].desc, 0)
 			}
 		}
-		q.Flush()
+		w.publishPacked(q, true)
 		b.srcPQ = nil
 	}
 }
@@ -452,7 +453,7 @@ func (p *VhostPort) transmitSplit(w *Worker, st *vhostuser.State, b *Batch, sel 
 			break
 		}
 	}
-	rxq.Flush()
+	w.publishSplit(rxq, w.solo)
 	w.unlockRx(lk)
 	t.count(c)
 	if t.sent != 0 {
@@ -492,7 +493,7 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 			break
 		}
 	}
-	rxq.Flush()
+	w.publishPacked(rxq, w.solo)
 	w.unlockRx(lk)
 	t.count(c)
 	if t.sent != 0 {

@@ -48,6 +48,11 @@ type Worker struct {
 	cur     *portEntry // input port of the batch in flight, for fault recovery
 	curOut  *portEntry
 	ctw     *nat.Worker // this worker's handle on the conntrack table, if any
+
+	// Queues published this poll whose interrupt checks wait for one fence
+	// at its end (notify.go).
+	pending  [maxPendingNotify]pendingNotify
+	npending int
 }
 
 // rxChain is a guest receive chain taken for a frame of a batch.
@@ -181,6 +186,7 @@ func (w *Worker) loop() (stopped bool) {
 const spinWindow = 200 * time.Microsecond
 
 func (w *Worker) recoverFault(r any) {
+	w.notifyAfterFault(w.cur, w.curOut) // still inside the batch's epoch
 	if w.epoch.Load()&1 == 1 {
 		w.epoch.Add(1)
 	}
@@ -222,8 +228,9 @@ func (w *Worker) pollOnce() bool {
 		w.tally.batches++
 		work = true
 		w.forward(src.port, b)
-		src.port.Port.Release(b)
+		src.port.Port.Release(w, b)
 	}
+	w.notifyPending()
 	w.cur, w.curOut = nil, nil
 	return work
 }

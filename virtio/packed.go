@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/hw"
 )
 
 // Packed ring flags (virtio 1.2, 2.8).
@@ -73,6 +75,10 @@ type PackedQueue struct {
 	shadow    []packedUsed // used elements of this batch
 	nshadow   int
 	callBuf   [8]byte
+
+	notified      uint16 // usedIdx as of the last interrupt check
+	unnotified    uint32 // descriptors used since then
+	notifyPending bool   // published elements wait for Notify
 }
 
 // NewPackedQueue maps the ring areas of cfg in mem.
@@ -119,6 +125,7 @@ func NewPackedQueue(mem *Memory, cfg PackedConfig) (*PackedQueue, error) {
 		shadow:    make([]packedUsed, n),
 	}
 	q.usedIdx, q.usedWrap = cfg.LastUsed&^PackedWrapBit, cfg.LastUsed&PackedWrapBit != 0
+	q.notified = q.usedIdx
 	binaryPutUint32(q.callBuf[:4], 1)
 	// We poll: ask the driver not to kick.
 	atomic.StoreUint32(q.deviceEvt, EventFlagsDisable<<16)
@@ -320,13 +327,23 @@ func (q *PackedQueue) PutUsed(id uint16, written uint32) {
 }
 
 // Flush writes this batch's used elements into the ring and interrupts the
-// guest if it asked for it. The first element's flags are published last,
-// with one atomic store, so the driver sees the batch whole.
+// guest if it asked for it.
 func (q *PackedQueue) Flush() bool {
+	if !q.Publish() {
+		return false
+	}
+	hw.Fence()
+	return q.Notify()
+}
+
+// Publish writes the used elements put since the last Publish into the
+// ring. The first element's flags are stored last, with release ordering
+// and no fence, so the driver sees the batch whole. Like
+// SplitQueue.Publish, true asks the caller for Notify after a full fence.
+func (q *PackedQueue) Publish() bool {
 	if q.nshadow == 0 {
 		return false
 	}
-	oldIdx := q.usedIdx
 	headIdx, headWord := q.usedIdx, uint32(0)
 	for k := 0; k < q.nshadow; k++ {
 		e := q.shadow[k]
@@ -345,6 +362,7 @@ func (q *PackedQueue) Flush() bool {
 		} else {
 			d.idFlags = word
 		}
+		q.unnotified += uint32(e.count)
 		q.usedIdx += e.count
 		if q.usedIdx >= q.size {
 			q.usedIdx -= q.size
@@ -352,8 +370,30 @@ func (q *PackedQueue) Flush() bool {
 		}
 	}
 	q.nshadow = 0
-	atomic.StoreUint32(&q.desc[headIdx].idFlags, headWord)
-	if q.callFd < 0 || !q.needNotify(oldIdx) {
+	hw.StoreRelease32(&q.desc[headIdx].idFlags, headWord)
+	if q.callFd < 0 || q.notifyPending {
+		return false
+	}
+	q.notifyPending = true
+	return true
+}
+
+// Notify interrupts the guest if its event suppression asks for what was
+// published since the last Notify. Call it after a full fence that follows
+// Publish.
+func (q *PackedQueue) Notify() bool {
+	old, n := q.notified, q.unnotified
+	q.notified, q.unnotified, q.notifyPending = q.usedIdx, 0, false
+	if n == 0 {
+		return false
+	}
+	// A whole ring or more since the last check: the index arithmetic
+	// cannot tell, so interrupt unless interrupts are off.
+	if n >= uint32(q.size) {
+		if uint16(atomic.LoadUint32(q.driverEvt)>>16) == EventFlagsDisable {
+			return false
+		}
+	} else if !q.needNotify(old) {
 		return false
 	}
 	unix.Write(q.callFd, q.callBuf[:])

@@ -116,6 +116,9 @@ type SplitQueue struct {
 	availIdx  uint16 // cached guest avail.idx
 	usedIdx   uint16 // next used slot we fill
 	published uint16 // used.idx the guest can see
+	notified  uint16 // used.idx as of the last interrupt check
+	// notifyPending: published entries wait for Notify.
+	notifyPending bool
 
 	callBuf [8]byte
 
@@ -183,7 +186,7 @@ func NewSplitQueue(mem *Memory, cfg SplitConfig) (*SplitQueue, error) {
 	}
 	cur := atomic.LoadUint32(q.usedHdr)
 	q.usedIdx = uint16(cur >> 16)
-	q.published = q.usedIdx
+	q.published, q.notified = q.usedIdx, q.usedIdx
 	// We return every chain we take within its batch, so where we stopped
 	// the ring last_avail equals used.idx. A front-end that lost track (a
 	// DPDK virtio_user reconnect sends base 0; a backend crash) gets the
@@ -387,16 +390,39 @@ func (q *SplitQueue) PutUsed(head uint16, written uint32) {
 // Flush publishes the used entries of this batch with one store and
 // interrupts the guest if it asked for it. It returns whether it did.
 func (q *SplitQueue) Flush() bool {
+	if !q.Publish() {
+		return false
+	}
+	hw.Fence()
+	return q.Notify()
+}
+
+// Publish makes the used entries put since the last Publish visible to the
+// guest with one release store of the used index, without a fence. It
+// returns true when the guest may want an interrupt for them and none is
+// pending yet: the caller must then, after a full fence (hw.Fence), call
+// Notify. A worker publishing several queues pays for one fence that way.
+func (q *SplitQueue) Publish() bool {
 	if q.usedIdx == q.published {
 		return false
 	}
-	old, nw := q.published, q.usedIdx
-	q.published = nw
-	// The atomic store orders the used elements before the index, and on
-	// amd64 it is a full fence, so the used_event / flags read below
-	// cannot be satisfied before the guest could see the new index.
-	atomic.StoreUint32(q.usedHdr, uint32(q.usedFlags)|uint32(nw)<<16)
-	if q.callFd < 0 {
+	q.published = q.usedIdx
+	hw.StoreRelease32(q.usedHdr, uint32(q.usedFlags)|uint32(q.published)<<16)
+	if q.callFd < 0 || q.notifyPending {
+		return false
+	}
+	q.notifyPending = true
+	return true
+}
+
+// Notify interrupts the guest if its used_event (or its NO_INTERRUPT flag)
+// asks for the entries published since the last Notify. Call it after a
+// full fence that follows Publish: used_event must not be read before the
+// guest can see the new index, or an interrupt it waits for is lost.
+func (q *SplitQueue) Notify() bool {
+	old, nw := q.notified, q.published
+	q.notified, q.notifyPending = nw, false
+	if old == nw {
 		return false
 	}
 	if q.eventIdx {

@@ -18,3 +18,18 @@ func PrefetchW(p *byte, n int)
 //
 //go:noescape
 func Prefetch(p *byte, n int)
+
+// StoreRelease32 stores v at p with release ordering: every earlier store
+// is visible before it. On amd64 that is a plain MOV (stores are never
+// reordered with stores), where atomic.StoreUint32 is an XCHG that also
+// waits for the store buffer to drain. Being an assembly call, it is also
+// a compiler barrier.
+//
+//go:noescape
+func StoreRelease32(p *uint32, v uint32)
+
+// Fence is a full memory barrier (a locked instruction): stores before it
+// are visible before loads after it.
+//
+//go:noescape
+func Fence()

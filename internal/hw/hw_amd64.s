@@ -38,3 +38,16 @@ pr:
 	JMP  pr
 prdone:
 	RET
+
+// func StoreRelease32(p *uint32, v uint32)
+TEXT ·StoreRelease32(SB), NOSPLIT, $0-12
+	MOVQ p+0(FP), AX
+	MOVL v+8(FP), CX
+	MOVL CX, (AX)
+	RET
+
+// func Fence()
+TEXT ·Fence(SB), NOSPLIT, $0-0
+	LOCK
+	ORQ $0, (SP)
+	RET

@@ -2,7 +2,10 @@
 
 package hw
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 var base = time.Now()
 
@@ -14,3 +17,12 @@ func PrefetchW(p *byte, n int) {}
 
 // Prefetch is a no-op where it is not wired up.
 func Prefetch(p *byte, n int) {}
+
+// StoreRelease32 is a sequentially consistent store where no cheaper
+// release store is wired up.
+func StoreRelease32(p *uint32, v uint32) { atomic.StoreUint32(p, v) }
+
+var fenceWord uint32
+
+// Fence is a full memory barrier: an atomic read-modify-write.
+func Fence() { atomic.AddUint32(&fenceWord, 0) }

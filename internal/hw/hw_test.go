@@ -43,3 +43,12 @@ func TestPrefetchIsHarmless(t *testing.T) {
 		t.Fatal("memory changed under a prefetch")
 	}
 }
+
+func TestStoreRelease32AndFence(t *testing.T) {
+	var x uint32
+	StoreRelease32(&x, 7)
+	Fence()
+	if x != 7 {
+		t.Fatalf("StoreRelease32 stored %d, want 7", x)
+	}
+}
