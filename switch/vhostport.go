@@ -174,14 +174,8 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		return b.N
 	}
 	b.srcPQ = txq
-	avail, err := txq.Avail()
-	if err != nil {
-		p.stopCorrupt(st, c)
-		return 0
-	}
-	if avail > BatchSize-b.N {
-		avail = BatchSize - b.N
-	}
+	avail := txq.AvailUpTo(BatchSize - b.N)
+	txq.PrefetchW(avail)
 	hdrLen := st.HdrLen
 	snd := senderOf(st)
 	skip := hdrLen // bytes prefetchHead leaves out: the header unless read
@@ -193,7 +187,6 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
-	sinkDesc += txq.Prefetch(avail)
 	// Avail counted descriptors, not chains: stop when none is left.
 	for k := 0; k < avail && txq.Pending() > 0; k++ {
 		pkt := &b.Pkts[b.N]
@@ -471,16 +464,10 @@ func (p *VhostPort) transmitPacked(w *Worker, st *vhostuser.State, b *Batch, sel
 	}
 	lk := &p.rxLock[qi]
 	w.lockRx(lk)
-	if _, err := rxq.Avail(); err != nil {
-		w.unlockRx(lk)
-		c.Drops[DropAvailCorrupt].Add(uint64(len(sel)))
-		p.stopCorrupt(st, c)
-		return
-	}
+	rxq.PrefetchW(rxq.AvailUpTo(len(sel)))
 	hdrLen := st.HdrLen
 	mrg := st.Features&virtio.Bit(virtio.NetFMrgRxbuf) != 0
 	t := newTxTally(st)
-	sinkDesc += rxq.Prefetch(min(len(sel), rxq.Pending()))
 	for k := 0; k < len(sel); {
 		var more bool
 		k, more = w.takeChainsPacked(b, sel, k, rxq, hdrLen, mrg, &t)

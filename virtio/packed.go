@@ -168,14 +168,21 @@ func (q *PackedQueue) flagsAt(i uint16) uint16 {
 // to read, so it is the number of consecutive available descriptors from
 // the next slot (each chain has at least one), bounded by the ring size.
 func (q *PackedQueue) Avail() (int, error) {
+	return q.AvailUpTo(int(q.size)), nil
+}
+
+// AvailUpTo is Avail counting no further than max: each count reads a
+// descriptor the guest's CPU wrote, so a batch reads only its own.
+func (q *PackedQueue) AvailUpTo(max int) int {
 	n, i, w := 0, q.lastAvail, q.availWrap
-	for n < int(q.size) && isAvail(q.flagsAt(i), w) {
+	max = min(max, int(q.size))
+	for n < max && isAvail(q.flagsAt(i), w) {
 		n++
 		if i++; i == q.size {
 			i, w = 0, !w
 		}
 	}
-	return n, nil
+	return n
 }
 
 // Pending says whether another chain can be taken now.
@@ -186,19 +193,20 @@ func (q *PackedQueue) Pending() int {
 	return 0
 }
 
-// Prefetch touches the next n descriptors in a tight loop so their misses
-// overlap (see SplitQueue.Prefetch).
-func (q *PackedQueue) Prefetch(n int) uint16 {
-	var sum uint16
-	i := q.lastAvail
-	for k := 0; k < n && k < int(q.size); k++ {
-		sum += uint16(q.desc[i].len)
-		if i++; i == q.size {
-			i = 0
-		}
+// PrefetchW asks for the lines of the next n descriptors ready to be
+// written: they are read now and overwritten with used elements when the
+// batch is returned, and one transfer from the guest's CPU serves both.
+func (q *PackedQueue) PrefetchW(n int) {
+	i := int(q.lastAvail)
+	first := min(n, int(q.size)-i)
+	if first > 0 {
+		hw.PrefetchW((*byte)(unsafe.Pointer(&q.desc[i])), first*descSize)
 	}
-	return sum
+	if n > first {
+		hw.PrefetchW((*byte)(unsafe.Pointer(&q.desc[0])), min(n-first, i)*descSize)
+	}
 }
+
 
 // Next consumes the next available chain and appends its buffers to segs,
 // like SplitQueue.Next. It returns the buffer id (from the chain's last
