@@ -225,6 +225,10 @@ func (w *Worker) pollOnce() bool {
 		w.forward(src.port, b)
 		src.port.Port.Release(b)
 	}
+	w.cur = nil
+	if w.pipe.hold.nprobe > 0 {
+		w.sendProbes(c)
+	}
 	w.cur, w.curOut = nil, nil
 	return work
 }
