@@ -225,6 +225,7 @@ func (w *Worker) serviceHold(c *config) bool {
 		}
 		q.nhops--
 		q.hops[h] = q.hops[q.nhops]
+		q.Pending.Store(int32(q.nhops))
 		if resolved {
 			w.releaseHop(c, hop.k, e.mac, now)
 			work = true
@@ -237,7 +238,6 @@ func (w *Worker) serviceHold(c *config) bool {
 			}
 		}
 	}
-	q.Pending.Store(int32(q.nhops))
 	q.reclaim()
 	return work
 }
