@@ -390,7 +390,10 @@ func refresh(p *pipe, in *portEntry, out *rif, k neighKey, e *neighEntry, now ui
 // packet that asked.
 func (w *Worker) sendProbes(c *config) {
 	q := w.pipe.hold
-	defer func() { q.nprobe = 0 }() // also when a port fault unwinds the worker
+	defer func() { // also when a port fault unwinds the worker
+		clear(q.probes[:q.nprobe]) // keeps no removed port or router alive
+		q.nprobe = 0
+	}()
 	b, p := &w.batch, &w.pipe
 	now := w.sw.clock.Load()
 	b.N = 0
