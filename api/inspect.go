@@ -49,8 +49,10 @@ type Neighbor struct {
 	IP        string `json:"ip"`
 	MAC       string `json:"mac"`
 	Interface string `json:"interface"`
-	Age       int    `json:"age"`   // seconds since last confirmed
-	State     string `json:"state"` // reachable, stale or expired
+	Age       int    `json:"age"` // seconds since last confirmed
+	// State is reachable; stale past its refresh time; probe once
+	// traffic to it made the router ask it again (unicast); expired.
+	State string `json:"state"`
 }
 
 func (h *handler) inspector() Inspector {

@@ -38,6 +38,7 @@ func (h *handler) routes() []route {
 	}
 	rs = append(rs, h.inspectRoutes()...)
 	rs = append(rs, h.workerRoutes()...)
+	rs = append(rs, h.neighborRoutes()...)
 	rs = append(rs, h.conntrackRoutes()...)
 	if h.liveTracer() != nil {
 		rs = append(rs,

@@ -34,10 +34,29 @@ type holdQ struct {
 	nhops        int
 	// What the last service saw: nothing to do until the neighbour
 	// table or the clock moves.
-	seen    *map[neighKey]neighEntry
+	seen    *map[neighKey]*neighEntry
 	seenNow uint32
-	// Counts for the control plane.
-	Held, Released, Dropped atomic.Uint64
+	// Refresh probes the batches of this poll asked for (refresh), sent
+	// once they are through (Worker.sendProbes).
+	probes [BatchSize]neighProbe
+	nprobe int
+	// Counts for the control plane: packets held so far, released,
+	// dropped (unresolved: timed out; full: not held at all), bytes
+	// and next hops held now, solicitations made (probes: the unicast
+	// ones refreshing an entry in use).
+	Held, Released, Dropped, Unresolved, Full atomic.Uint64
+	Bytes                                     atomic.Int64
+	Pending                                   atomic.Int32
+	ARP, ND, Probes                           atomic.Uint64
+}
+
+// neighProbe is a refresh probe to send: k's neighbour at mac, asked
+// from out, as if the packet that found it stale had made it on in.
+type neighProbe struct {
+	k   neighKey
+	mac uint64
+	in  *portEntry
+	out *rif
 }
 
 type heldPkt struct {
@@ -65,10 +84,21 @@ func newHoldQ() *holdQ { return &holdQ{arena: make([]byte, holdArena)} }
 
 // HoldStats count the packets held while their next hop was resolved:
 // held so far, released once it resolved, dropped (timed out, or their
-// port or router interface went away meanwhile), and held now. The
-// drops are also in the input ports' counters when those still exist.
+// port or router interface went away meanwhile), and held now, with
+// their bytes and next hops. Unresolved are the drops that timed out,
+// Full the packets not held because the hold was at a bound. The drops
+// are also in the input ports' counters when those still exist.
+// ARPRequests and NDSolicits are the solicitations the workers made,
+// Probes those of them that refreshed an entry in use (unicast);
+// UpdatesLost what the workers learned that the neighbour table missed
+// (its update queue was full).
 type HoldStats struct {
 	Held, Released, Dropped, Queued uint64
+	QueuedBytes                     uint64
+	PendingHops                     int
+	Unresolved, Full                uint64
+	ARPRequests, NDSolicits, Probes uint64
+	UpdatesLost                     uint64
 }
 
 // NeighborHold sums the workers' hold counters.
@@ -78,11 +108,19 @@ func (s *Switch) NeighborHold() HoldStats {
 		q := w.pipe.hold
 		// Read in the reverse order of the updates, so Queued never
 		// goes below 0.
+		st.Unresolved += q.Unresolved.Load()
 		st.Dropped += q.Dropped.Load()
 		st.Released += q.Released.Load()
 		st.Held += q.Held.Load()
+		st.QueuedBytes += uint64(max(q.Bytes.Load(), 0))
+		st.PendingHops += int(q.Pending.Load())
+		st.Full += q.Full.Load()
+		st.ARPRequests += q.ARP.Load()
+		st.NDSolicits += q.ND.Load()
+		st.Probes += q.Probes.Load()
 	}
 	st.Queued = st.Held - st.Released - st.Dropped
+	st.UpdatesLost = s.neigh.Lost.Load()
 	return st
 }
 
@@ -114,6 +152,7 @@ func (q *holdQ) put(k neighKey, in uint16, pkt *Packet, ph *header.Parsed, tci u
 		q.nhops++
 		*h = holdHop{k: k, since: now, asked: now}
 		ask = true
+		q.Pending.Store(int32(q.nhops))
 	default:
 		return false, true
 	}
@@ -133,6 +172,7 @@ func (q *holdQ) put(k neighKey, in uint16, pkt *Packet, ph *header.Parsed, tci u
 	q.n++
 	h.n++
 	h.bytes += pkt.Len
+	q.Bytes.Add(int64(o))
 	q.Held.Add(1)
 	return true, ask
 }
@@ -185,6 +225,7 @@ func (w *Worker) serviceHold(c *config) bool {
 		}
 		q.nhops--
 		q.hops[h] = q.hops[q.nhops]
+		q.Pending.Store(int32(q.nhops))
 		if resolved {
 			w.releaseHop(c, hop.k, e.mac, now)
 			work = true
@@ -204,6 +245,10 @@ func (w *Worker) serviceHold(c *config) bool {
 // drop counts a held packet dropped, on its input port if that is still
 // there.
 func (q *holdQ) drop(c *config, hp *heldPkt, r DropReason) {
+	q.Bytes.Add(-int64(hp.len))
+	if r == DropNeighborUnresolved {
+		q.Unresolved.Add(1)
+	}
 	q.Dropped.Add(1)
 	if pe := c.ports[hp.in]; pe != nil {
 		pe.Counters.Drops[r].Add(1)
@@ -254,6 +299,7 @@ func (w *Worker) releaseHop(c *config, k neighKey, mac uint64, now uint32) {
 		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, out.br, out.vlan, hp.tci
 		p.live[i] = uint16(i)
 		b.N++
+		q.Bytes.Add(-int64(hp.len))
 		q.Released.Add(1)
 	}
 	if b.N > 0 {
@@ -297,12 +343,79 @@ func hold(p *pipe, in *portEntry, out *rif, pkt *Packet, ph *header.Parsed, i in
 	}
 	if !held {
 		p.drop(i, DropNeighborHoldFull, "route")
+		if p.hold != nil {
+			p.hold.Full.Add(1)
+		}
 	} else if t := p.tr(i); t != nil {
 		t.at("route").s("held until the next hop on ").s(out.name).s(" resolves")
 	}
-	if resolved || !ask || !p.token(now, &p.resolveTok) || !solicit(pkt, out, k) {
+	if resolved || !ask || !p.token(now, &p.resolveTok) || !solicit(pkt, out, k, 0) {
 		return false
+	}
+	if q := p.hold; q != nil {
+		q.solicited(k, false)
 	}
 	p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, out.br, out.vlan, 0
 	return true
+}
+
+// solicited counts a solicitation made for k.
+func (q *holdQ) solicited(k neighKey, probe bool) {
+	if k.v6 {
+		q.ND.Add(1)
+	} else {
+		q.ARP.Add(1)
+	}
+	if probe {
+		q.Probes.Add(1)
+	}
+}
+
+// refresh asks again, before its entry expires, a neighbour that packet
+// traffic still goes to (see neighRefresh): it queues a unicast probe to
+// the MAC the entry has, which the worker sends once the batches of its
+// poll are through, within the solicitation rate. The packet goes on to
+// that MAC meanwhile.
+func refresh(p *pipe, in *portEntry, out *rif, k neighKey, e *neighEntry, now uint32) {
+	q := p.hold
+	if q == nil || q.nprobe == len(q.probes) || !p.token(now, &p.resolveTok) || !e.claimProbe(now) {
+		return // a trace, or asked already: later packets ask
+	}
+	q.probes[q.nprobe] = neighProbe{k: k, mac: e.mac, in: in, out: out}
+	q.nprobe++
+}
+
+// sendProbes sends the refresh probes queued during this poll through
+// the L2 stage and the output ports, batched by the input port of the
+// packet that asked.
+func (w *Worker) sendProbes(c *config) {
+	q := w.pipe.hold
+	defer func() { // also when a port fault unwinds the worker
+		clear(q.probes[:q.nprobe]) // keeps no removed port or router alive
+		q.nprobe = 0
+	}()
+	b, p := &w.batch, &w.pipe
+	now := w.sw.clock.Load()
+	b.N = 0
+	var in *portEntry
+	for j := range q.probes[:q.nprobe] {
+		pr := &q.probes[j]
+		if b.N > 0 && pr.in != in {
+			w.releaseBatch(c, in, now)
+		}
+		in = pr.in
+		i := b.N
+		pkt := &b.Pkts[i]
+		if !solicit(pkt, pr.out, pr.k, pr.mac) {
+			continue
+		}
+		pkt.local, pkt.Offload = true, offload.Meta{}
+		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, pr.out.br, pr.out.vlan, 0
+		p.live[i] = uint16(i)
+		b.N++
+		q.solicited(pr.k, true)
+	}
+	if b.N > 0 {
+		w.releaseBatch(c, in, now)
+	}
 }

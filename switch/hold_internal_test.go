@@ -186,3 +186,26 @@ func TestHoldKeepsOrderAcrossResolution(t *testing.T) {
 		}
 	}
 }
+
+// Refresh probes are claimed once a second whichever worker asks, and
+// neighProbes times in all; a confirmation (a new entry) starts afresh.
+func TestNeighProbeClaim(t *testing.T) {
+	e := &neighEntry{mac: 1, seen: 0}
+	got := 0
+	for now := uint32(neighRefresh); now < neighExpire; now++ {
+		for w := 0; w < 4; w++ {
+			if e.claimProbe(now) {
+				got++
+				if w != 0 {
+					t.Fatalf("second %d: claimed twice", now)
+				}
+			}
+		}
+	}
+	if got != neighProbes || e.probes() != neighProbes {
+		t.Fatalf("%d probes claimed, want %d", got, neighProbes)
+	}
+	if !(&neighEntry{mac: 1, seen: neighExpire}).claimProbe(neighExpire) {
+		t.Fatal("a renewed entry is not probed")
+	}
+}

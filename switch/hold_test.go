@@ -60,7 +60,7 @@ func TestHoldReleasesInOrder(t *testing.T) {
 			} else if arp, ok := ask.Layer(layers.LayerTypeARP).(*layers.ARP); !ok || net.IP(arp.DstProtAddress).String() != dst {
 				t.Fatalf("ARP request: %v", ask)
 			}
-			if h := r.sw.NeighborHold(); h.Held != 5 || h.Queued != 5 || len(r.drops(0)) != 0 {
+			if h := r.sw.NeighborHold(); h.Held != 5 || h.Queued != 5 || h.PendingHops != 1 || h.ARPRequests+h.NDSolicits != 1 || (h.NDSolicits == 1) != v6 || len(r.drops(0)) != 0 {
 				t.Fatalf("hold %+v drops %v", h, r.drops(0))
 			}
 			if v6 {
@@ -157,6 +157,9 @@ func TestHoldBoundsAndTimeout(t *testing.T) {
 	if d := r.drops(0); d["neighbor_hold_full"] != 6 || len(got) != 1 || arps(t, got) != 1 {
 		t.Fatalf("drops %v, p1 got %d frames", d, len(got))
 	}
+	if h := r.sw.NeighborHold(); h.Full != 6 || h.QueuedBytes != 64*62 || h.PendingHops != 1 || h.ARPRequests != 1 || h.NDSolicits != 0 || h.Probes != 0 {
+		t.Fatalf("hold %+v", h)
+	}
 	// A second later the next packet asks again.
 	r.sw.AdvanceClock(1)
 	if got := sendN(t, r, 1, to("10.20.0.2")); arps(t, got) != 1 {
@@ -165,8 +168,8 @@ func TestHoldBoundsAndTimeout(t *testing.T) {
 	// Past the timeout the held packets are dropped.
 	r.sw.AdvanceClock(3)
 	r.poll()
-	if d := r.drops(0); d["neighbor_unresolved"] != 64 || r.sw.NeighborHold().Queued != 0 {
-		t.Fatalf("drops %v hold %+v", d, r.sw.NeighborHold())
+	if d, h := r.drops(0), r.sw.NeighborHold(); d["neighbor_unresolved"] != 64 || h.Queued != 0 || h.Unresolved != 64 || h.QueuedBytes != 0 || h.PendingHops != 0 || h.ARPRequests != 2 {
+		t.Fatalf("drops %v hold %+v", d, h)
 	}
 	// Five next hops: the worker holds 256 packets in all.
 	for h := 3; h < 8; h++ {

@@ -176,6 +176,14 @@ func ndIn(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i int
 	if ph.ICMPType == header.ICMPv6NeighborAdvert {
 		if tll, ok := nd.LinkLayerOption(header.NDOptTargetLL); ok {
 			learn(tgt, tll)
+		} else if ours && nd.Flags()&header.NASolicited != 0 && !p.dry {
+			// The answer to the router's unicast solicitation may leave
+			// the option out (RFC 4861 4.4; Linux does): it confirms the
+			// MAC the entry has (7.2.5), if it comes from that MAC.
+			k := neighKey{rif: ri.id, ip: tgt.As16(), v6: true}
+			if e, ok := nt.lookup(k); ok && e.mac == MAC48(h[6:12]) {
+				nt.learn(k, e.mac, now)
+			}
 		}
 		if ours {
 			p.drop(i, DropForRouter, "nd")
@@ -311,6 +319,9 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	if resolved := ok && now-e.seen <= neighExpire; !resolved || p.hold != nil && p.hold.waiting(k) {
 		return hold(p, in, out, pkt, ph, i, k, now, resolved)
 	}
+	if now-e.seen >= neighRefresh {
+		refresh(p, in, out, k, e, now)
+	}
 	if dst.Is4() {
 		header.IPv4(h[ph.L3:]).DecTTL()
 	} else {
@@ -383,8 +394,10 @@ func echoReply(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, 
 }
 
 // solicit turns the packet's head into an ARP request or a neighbour
-// solicitation for k's address from interface out.
-func solicit(pkt *Packet, out *rif, k neighKey) bool {
+// solicitation for k's address from interface out: broadcast (ARP) or to
+// the solicited-node multicast group (ND) when mac is 0, else unicast to
+// mac, the address the entry being refreshed has (RFC 4861 7.3.3).
+func solicit(pkt *Packet, out *rif, k neighKey, mac uint64) bool {
 	o := pkt.Head[HeadRoom:]
 	if !k.v6 {
 		target := netip.AddrFrom4([4]byte(k.ip[:4]))
@@ -393,7 +406,11 @@ func solicit(pkt *Packet, out *rif, k neighKey) bool {
 			return false
 		}
 		clear(o[:60])
-		copy(o[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		if mac != 0 {
+			header.PutMAC48(o[0:6], mac)
+		} else {
+			copy(o[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		}
 		header.PutMAC48(o[6:12], out.mac)
 		binary.BigEndian.PutUint16(o[12:], header.EtherTypeARP)
 		r := header.ARP(o[14:])
@@ -415,11 +432,16 @@ func solicit(pkt *Packet, out *rif, k neighKey) bool {
 	}
 	n := 14 + 40 + 32
 	clear(o[:n])
-	o[0], o[1], o[2], o[3], o[4], o[5] = 0x33, 0x33, 0xff, k.ip[13], k.ip[14], k.ip[15]
+	dst := k.ip
+	if mac != 0 {
+		header.PutMAC48(o[0:6], mac)
+	} else {
+		o[0], o[1], o[2], o[3], o[4], o[5] = 0x33, 0x33, 0xff, k.ip[13], k.ip[14], k.ip[15]
+		dst = [16]byte{0xff, 2, 11: 1, 12: 0xff, 13: k.ip[13], 14: k.ip[14], 15: k.ip[15]} // solicited-node group
+	}
 	header.PutMAC48(o[6:12], out.mac)
 	binary.BigEndian.PutUint16(o[12:], header.EtherTypeIPv6)
-	snm := [16]byte{0xff, 2, 11: 1, 12: 0xff, 13: k.ip[13], 14: k.ip[14], 15: k.ip[15]}
-	ipv6Hdr(o[14:], 32, header.ProtoICMPv6, 255, src.As16(), snm)
+	ipv6Hdr(o[14:], 32, header.ProtoICMPv6, 255, src.As16(), dst)
 	c := o[54:n]
 	c[0] = header.ICMPv6NeighborSolicit
 	copy(c[8:24], k.ip[:])

@@ -137,7 +137,9 @@ type NeighborInfo struct {
 	MAC       string
 	Interface string
 	Age       uint32 // seconds since last confirmed
-	State     string // reachable; stale once the data path asks again; expired
+	// State is reachable; stale past the refresh time (neighRefresh),
+	// probe once a packet to it asked it again; expired.
+	State string
 }
 
 // Neighbors lists a router's neighbour table by interface and address.
@@ -170,7 +172,9 @@ func (s *Switch) Neighbors(router string) ([]NeighborInfo, error) {
 		switch {
 		case age > neighExpire:
 			state = "expired"
-		case age > neighRefresh:
+		case age >= neighRefresh && e.probes() > 0:
+			state = "probe"
+		case age >= neighRefresh:
 			state = "stale"
 		}
 		rows = append(rows, row{NeighborInfo{IP: ip.String(), MAC: macString(e.mac), Interface: name, Age: age, State: state}, ip})

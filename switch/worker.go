@@ -230,6 +230,10 @@ func (w *Worker) pollOnce() bool {
 		w.forward(src.port, b)
 		src.port.Port.Release(w, b)
 	}
+	w.cur = nil
+	if w.pipe.hold.nprobe > 0 {
+		w.sendProbes(c)
+	}
 	w.notifyPending()
 	w.cur, w.curOut = nil, nil
 	return work

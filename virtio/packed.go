@@ -207,7 +207,6 @@ func (q *PackedQueue) PrefetchW(n int) {
 	}
 }
 
-
 // Next consumes the next available chain and appends its buffers to segs,
 // like SplitQueue.Next. It returns the buffer id (from the chain's last
 // descriptor). On an error other than ChainBadHead the caller returns the

@@ -48,6 +48,11 @@ func (inspectSource) Workers() []api.WorkerStatus {
 	return []api.WorkerStatus{w}
 }
 
+func (inspectSource) NeighborStats() api.NeighborStats {
+	return api.NeighborStats{HeldPackets: 2, HeldBytes: 300, PendingNextHops: 1, HeldTotal: 9, Released: 7,
+		Drops: map[string]uint64{"neighbor_hold_full": 0, "neighbor_unresolved": 4}, ARPRequests: 3, RefreshProbes: 1}
+}
+
 func TestListingCommands(t *testing.T) {
 	srv := httptest.NewServer(api.NewHandler(api.Options{Source: inspectSource{}}))
 	defer srv.Close()
@@ -61,6 +66,8 @@ func TestListingCommands(t *testing.T) {
 		{[]string{"route", "list"}, []string{"r1", "r1-v10"}},
 		{[]string{"neigh", "show", "r1"}, []string{"10.10.0.2", "reachable"}},
 		{[]string{"--json", "neigh", "show", "r1"}, []string{`"state": "reachable"`}},
+		{[]string{"neigh", "stats"}, []string{"held_bytes", "300", "neighbor_hold_full=0 neighbor_unresolved=4", "refresh_probes"}},
+		{[]string{"--json", "neigh", "stats"}, []string{`"pending_next_hops": 1`}},
 		{[]string{"workers"}, []string{"AVG_BATCH", "32.0", "50.0%", "50.0", "a/0", "worker 0 stages: classify=320"}},
 		{[]string{"--json", "workers"}, []string{`"ns_per_packet": 50`}},
 	} {

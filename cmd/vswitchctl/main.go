@@ -627,6 +627,33 @@ func (cl *cli) neighCmd() *cobra.Command {
 			cl.table("IP\tMAC\tINTERFACE\tAGE\tSTATE", rows)
 			return nil
 		}})
+	cmd.AddCommand(&cobra.Command{Use: "stats", Short: "Next-hop resolution: packets held, released and dropped, solicitations sent", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var st api.NeighborStats
+			if _, err := cl.c.getJSON("/v1/neighbors/stats", &st); err != nil {
+				return notYet(err, "neighbor stats")
+			}
+			if cl.json {
+				return cl.printJSON(st)
+			}
+			var drops []string
+			for _, r := range sortedKeys(st.Drops) {
+				drops = append(drops, r+"="+u(st.Drops[r]))
+			}
+			cl.table("COUNTER\tVALUE", [][]string{
+				{"held_packets", u(st.HeldPackets)},
+				{"held_bytes", u(st.HeldBytes)},
+				{"pending_next_hops", strconv.Itoa(st.PendingNextHops)},
+				{"held_total", u(st.HeldTotal)},
+				{"released", u(st.Released)},
+				{"drops", strings.Join(drops, " ")},
+				{"arp_requests", u(st.ARPRequests)},
+				{"nd_solicitations", u(st.NDSolicitations)},
+				{"refresh_probes", u(st.RefreshProbes)},
+				{"updates_lost", u(st.UpdatesLost)},
+			})
+			return nil
+		}})
 	return cmd
 }
 

@@ -80,3 +80,19 @@ func (d *Daemon) Workers() []api.WorkerStatus {
 	}
 	return out
 }
+
+// NeighborStats implements api.NeighborStatsSource.
+func (d *Daemon) NeighborStats() api.NeighborStats {
+	h := d.Switch.NeighborHold()
+	return api.NeighborStats{
+		HeldPackets: h.Queued, HeldBytes: h.QueuedBytes, PendingNextHops: h.PendingHops,
+		HeldTotal: h.Held, Released: h.Released,
+		Drops: map[string]uint64{
+			vswitch.DropNeighborHoldFull.String():   h.Full,
+			vswitch.DropNeighborUnresolved.String(): h.Unresolved,
+			vswitch.DropNoOutput.String():           h.Dropped - h.Unresolved,
+		},
+		ARPRequests: h.ARPRequests, NDSolicitations: h.NDSolicits, RefreshProbes: h.Probes,
+		UpdatesLost: h.UpdatesLost,
+	}
+}

@@ -24,6 +24,8 @@ type collector struct {
 	wPolls, wBusyPolls, wPackets, wBusy, wIdle    *prometheus.Desc
 	wStage                                        *prometheus.Desc
 	ctEntries, ctMax, ctCreated, ctExpired        *prometheus.Desc
+	nHeld, nHeldBytes, nPending, nHeldTotal       *prometheus.Desc
+	nReleased, nDrops, nSolicits, nProbes, nLost  *prometheus.Desc
 }
 
 var dropReasons = func() []string {
@@ -61,13 +63,25 @@ func newCollector(d *Daemon, revision func() uint64) *collector {
 		ctMax:      prometheus.NewDesc("vswitch_conntrack_max_entries", "The connection limit (conntrack.max_entries).", nil, nil),
 		ctCreated:  prometheus.NewDesc("vswitch_conntrack_created_total", "Connections committed.", nil, nil),
 		ctExpired:  prometheus.NewDesc("vswitch_conntrack_expired_total", "Connections reclaimed after their timeout.", nil, nil),
+		nHeld:      prometheus.NewDesc("vswitch_neighbor_queued_packets", "Routed packets held now while their next hop is resolved.", nil, nil),
+		nHeldBytes: prometheus.NewDesc("vswitch_neighbor_queued_bytes", "Frame bytes of the packets held now.", nil, nil),
+		nPending:   prometheus.NewDesc("vswitch_neighbor_pending_next_hops", "Next hops being resolved with packets held for them.", nil, nil),
+		nHeldTotal: prometheus.NewDesc("vswitch_neighbor_held_packets_total", "Routed packets held while their next hop was resolved.", nil, nil),
+		nReleased:  prometheus.NewDesc("vswitch_neighbor_released_packets_total", "Held packets sent on once their next hop answered.", nil, nil),
+		nDrops: prometheus.NewDesc("vswitch_neighbor_drops_total",
+			"Routed packets dropped while their next hop was resolved, by reason (also in the input ports' drops).", []string{"reason"}, nil),
+		nSolicits: prometheus.NewDesc("vswitch_neighbor_solicitations_total",
+			"ARP requests (protocol arp) and neighbour solicitations (nd) sent, refresh probes included.", []string{"protocol"}, nil),
+		nProbes: prometheus.NewDesc("vswitch_neighbor_refresh_probes_total", "Unicast solicitations that asked a neighbour in use before its entry expired.", nil, nil),
+		nLost:   prometheus.NewDesc("vswitch_neighbor_updates_lost_total", "Neighbours learned that the table missed: its update queue was full.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.up, c.queues, c.connects, c.badMessages, c.configRev, c.fdbEntries, c.fdbRefused,
 		c.wPolls, c.wBusyPolls, c.wPackets, c.wBusy, c.wIdle, c.wStage,
-		c.ctEntries, c.ctMax, c.ctCreated, c.ctExpired} {
+		c.ctEntries, c.ctMax, c.ctCreated, c.ctExpired,
+		c.nHeld, c.nHeldBytes, c.nPending, c.nHeldTotal, c.nReleased, c.nDrops, c.nSolicits, c.nProbes, c.nLost} {
 		ch <- d
 	}
 }
@@ -120,6 +134,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.wStage, prometheus.CounterValue, float64(st.Packets), id, st.Stage)
 		}
 	}
+	n := c.d.NeighborStats()
+	ch <- prometheus.MustNewConstMetric(c.nHeld, prometheus.GaugeValue, float64(n.HeldPackets))
+	ch <- prometheus.MustNewConstMetric(c.nHeldBytes, prometheus.GaugeValue, float64(n.HeldBytes))
+	ch <- prometheus.MustNewConstMetric(c.nPending, prometheus.GaugeValue, float64(n.PendingNextHops))
+	ch <- prometheus.MustNewConstMetric(c.nHeldTotal, prometheus.CounterValue, float64(n.HeldTotal))
+	ch <- prometheus.MustNewConstMetric(c.nReleased, prometheus.CounterValue, float64(n.Released))
+	for r, v := range n.Drops {
+		ch <- prometheus.MustNewConstMetric(c.nDrops, prometheus.CounterValue, float64(v), r)
+	}
+	ch <- prometheus.MustNewConstMetric(c.nSolicits, prometheus.CounterValue, float64(n.ARPRequests), "arp")
+	ch <- prometheus.MustNewConstMetric(c.nSolicits, prometheus.CounterValue, float64(n.NDSolicitations), "nd")
+	ch <- prometheus.MustNewConstMetric(c.nProbes, prometheus.CounterValue, float64(n.RefreshProbes))
+	ch <- prometheus.MustNewConstMetric(c.nLost, prometheus.CounterValue, float64(n.UpdatesLost))
 	if c.revision != nil {
 		ch <- prometheus.MustNewConstMetric(c.configRev, prometheus.GaugeValue, float64(c.revision()))
 	}
