@@ -67,13 +67,20 @@ func (p *pipe) add(port uint16, i uint16) {
 }
 
 // stageClassify parses every packet of b once and puts it in its VLAN by
-// the input port's VLAN mode. It starts the live list.
-func stageClassify(p *pipe, in *portEntry, b *Batch) {
+// the input port's VLAN mode. It starts the live list. With l2 set no
+// stage will look past the VLAN tags (no filter anywhere, no router on the
+// bridge), so only the Ethernet header is parsed, except for traced packets.
+func stageClassify(p *pipe, in *portEntry, b *Batch, l2 bool) {
 	n := 0
 	for i := 0; i < b.N; i++ {
 		pkt := &b.Pkts[i]
 		ph := &p.parsed[i]
-		e := header.Parse(pkt.HeadBytes(), pkt.Len, ph)
+		var e header.ParseErr
+		if l2 && p.tr(i) == nil {
+			e = header.ParseL2(pkt.HeadBytes(), ph)
+		} else {
+			e = header.Parse(pkt.HeadBytes(), pkt.Len, ph)
+		}
 		p.perr[i] = e
 		if e != header.ParseOK && ph.L3 == 0 { // not even the L2 header
 			p.drop(i, DropRunt, "classify")

@@ -175,7 +175,7 @@ func (s *Switch) Trace(inPort string, frame []byte) (*TraceResult, error) {
 	p := &pipe{dry: true, tracing: true}
 	p.traces[0] = t
 	now := s.clock.Load()
-	stageClassify(p, in, b)
+	stageClassify(p, in, b, false)
 	stageFilterIn(p, nil, c, in, b, now)
 	stageNATDry(p, c, in, b, now)
 	stageL3(p, in, b, now, &s.neigh)

@@ -63,11 +63,9 @@ func (e ParseErr) String() string {
 // maxExtHeaders bounds the IPv6 extension header walk.
 const maxExtHeaders = 8
 
-// Parse walks frame b (whole length pktLen; b may be only its head) and
-// fills p. Headers that do not fit in b are ErrTruncated; lengths that
-// disagree with pktLen are malformed. A frame that is neither IPv4, IPv6
-// nor ARP parses with only the L2 fields set.
-func Parse(b []byte, pktLen int, p *Parsed) ParseErr {
+// ParseL2 fills only the Ethernet and VLAN fields of p (EthType, L3, the
+// tags), for a bridge where no stage looks further.
+func ParseL2(b []byte, p *Parsed) ParseErr {
 	*p = Parsed{}
 	if len(b) < EthernetLen {
 		return ErrTruncated
@@ -92,6 +90,18 @@ func Parse(b []byte, pktLen int, p *Parsed) ParseErr {
 	}
 	off += 2
 	p.EthType, p.L3 = et, uint16(off)
+	return ParseOK
+}
+
+// Parse walks frame b (whole length pktLen; b may be only its head) and
+// fills p. Headers that do not fit in b are ErrTruncated; lengths that
+// disagree with pktLen are malformed. A frame that is neither IPv4, IPv6
+// nor ARP parses with only the L2 fields set.
+func Parse(b []byte, pktLen int, p *Parsed) ParseErr {
+	if e := ParseL2(b, p); e != ParseOK {
+		return e
+	}
+	off, et := int(p.L3), p.EthType
 	switch et {
 	case EtherTypeIPv4:
 		return parseIPv4(b, off, pktLen, p)
