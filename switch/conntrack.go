@@ -279,10 +279,10 @@ func (c *config) zoneOwnedBy(port, router string) (uint16, bool) {
 // it is deleted). It runs once no worker uses e (after publish); other
 // zones' connections and traffic are untouched.
 func (s *Switch) flushPortZone(c *config, e *portEntry) {
-	if c.ct == nil {
+	z := portZoneBase + e.ID
+	if c.ct == nil || c.ct.ZoneLen(z) == 0 { // the common case: skip the walk over the table
 		return
 	}
-	z := portZoneBase + e.ID
 	if n := c.ct.FlushZone(z); n > 0 {
 		s.log.WithFields(logrus.Fields{"port": e.Name, "zone": z, "connections": n}).Info("flushed the removed port's conntrack zone")
 	}
