@@ -198,6 +198,18 @@ func (w *Worker) recoverFault(r any) {
 	}
 	log.Error("data plane fault: stopped the ports involved, others go on")
 	w.cur, w.curOut = nil, nil
+	// The batch cut short left its selections on the pipe (the next batch
+	// would send them again) and, if traced, its live trace, which
+	// livePublish did not take off: later packets must not record into
+	// its records (they stay unpublished).
+	p := &w.pipe
+	for _, id := range p.touched[:p.nouch] {
+		p.nsel[id] = 0
+	}
+	p.nouch = 0
+	p.drops = [NumDropReasons]uint64{}
+	p.tracing = false
+	p.traces = [BatchSize]*Trace{}
 }
 
 // pollOnce takes one batch from each assigned queue.
