@@ -55,6 +55,11 @@ type ConntrackConfig struct {
 	// own, so one guest cannot fill the table for all (OVS
 	// ct-set-limits). 0: no limit but max_entries.
 	ZoneLimit int `mapstructure:"zone_limit" json:"zone_limit,omitempty"`
+	// ZoneLimits give zones a limit of their own in place of zone_limit
+	// (OVS ct-set-limits zone=N,limit=L): a zone is named by its owner,
+	// a port (its security groups' zone) or a router (its NAT's), since
+	// zone numbers are handed out as ports and routers come.
+	ZoneLimits []ZoneLimitConfig `mapstructure:"zone_limits" json:"zone_limits,omitempty"`
 	// TCPWindowCheck is how TCP sequence and acknowledgement numbers are
 	// checked against the windows conntrack tracks: "strict" (default:
 	// out-of-window segments are invalid and dropped, as with Linux's
@@ -65,6 +70,16 @@ type ConntrackConfig struct {
 	TCPWindowCheck string `mapstructure:"tcp_window_check" json:"tcp_window_check,omitempty"`
 	// Timeouts are how long a connection lives after its last packet.
 	Timeouts ConntrackTimeouts `mapstructure:"timeouts" json:"timeouts,omitzero"`
+}
+
+// ZoneLimitConfig is one zone's own connection limit: {port: a, limit:
+// 100} or {router: r1, limit: 0}.
+type ZoneLimitConfig struct {
+	Port   string `mapstructure:"port" json:"port,omitempty"`
+	Router string `mapstructure:"router" json:"router,omitempty"`
+	// Limit is the most connections of the zone; 0: none but
+	// max_entries. Required.
+	Limit *int `mapstructure:"limit" json:"limit"`
 }
 
 // ConntrackTimeouts are connection lifetimes in seconds, per TCP state
@@ -115,6 +130,17 @@ func (c *ConntrackConfig) validate(bad func(field, format string, args ...any)) 
 		bad("conntrack.zone_limit", "%d is not in 0..%d", c.ZoneLimit, MaxConntrackEntries)
 	} else if c.MaxEntries > 0 && c.ZoneLimit > c.MaxEntries {
 		bad("conntrack.zone_limit", "%d is more than max_entries (%d)", c.ZoneLimit, c.MaxEntries)
+	}
+	for i, z := range c.ZoneLimits {
+		f := fmt.Sprintf("conntrack.zone_limits[%d]", i)
+		switch {
+		case z.Limit == nil:
+			bad(f+".limit", "required: the zone's most connections (0: no limit but max_entries)")
+		case *z.Limit < 0 || *z.Limit > MaxConntrackEntries:
+			bad(f+".limit", "%d is not in 0..%d", *z.Limit, MaxConntrackEntries)
+		case c.MaxEntries > 0 && *z.Limit > c.MaxEntries:
+			bad(f+".limit", "%d is more than max_entries (%d)", *z.Limit, c.MaxEntries)
+		}
 	}
 	if c.TCPWindowCheck != "" {
 		if _, err := nat.ParseWindowCheck(c.TCPWindowCheck); err != nil {
@@ -490,6 +516,7 @@ func (c *Config) Validate() error {
 	}
 	c.Conntrack.validate(bad)
 	validateRouters(c.Routers, bridges, bad)
+	c.validateZoneLimitOwners(ports, bad)
 	for i, r := range c.Routers {
 		if err := nat.Validate(fmt.Sprintf("routers[%d].nat", i), r.NAT); err != nil {
 			errs = append(errs, err)
@@ -518,6 +545,54 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateZoneLimitOwners checks that each conntrack.zone_limits entry
+// names one port or router of c, and each at most once.
+func (c *Config) validateZoneLimitOwners(ports map[string]bool, bad func(field, format string, args ...any)) {
+	routers := map[string]bool{}
+	for _, r := range c.Routers {
+		routers[r.Name] = true
+	}
+	seen := map[string]int{}
+	for i, z := range c.Conntrack.ZoneLimits {
+		f := fmt.Sprintf("conntrack.zone_limits[%d]", i)
+		field, key := ".port", "port "+z.Port
+		switch {
+		case z.Port != "" && z.Router != "":
+			bad(f+".router", "name a port or a router, not both")
+			continue
+		case z.Port == "" && z.Router == "":
+			bad(f+".port", "required: the port (or router) whose zone this limits")
+			continue
+		case z.Port != "" && !ports[z.Port]:
+			bad(f+".port", "no port %q", z.Port)
+			continue
+		case z.Router != "":
+			field, key = ".router", "router "+z.Router
+			if !routers[z.Router] {
+				bad(f+".router", "no router %q", z.Router)
+				continue
+			}
+		}
+		if j, dup := seen[key]; dup {
+			bad(f+field, "%s already has a limit (conntrack.zone_limits[%d])", key, j)
+			continue
+		}
+		seen[key] = i
+	}
+}
+
+// zoneLimitsOn lists the conntrack.zone_limits entries naming port: a
+// port with one stays until it goes.
+func zoneLimitsOn(c *Config, port string) []string {
+	var users []string
+	for i, z := range c.Conntrack.ZoneLimits {
+		if z.Port == port {
+			users = append(users, fmt.Sprintf("conntrack.zone_limits[%d]", i))
+		}
+	}
+	return users
 }
 
 // Filter is the filtering part of c as package acl reads it: the groups,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -199,14 +200,107 @@ func (h *handler) deleteConntrack(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ConnFlush{Flushed: n})
 }
 
-func (h *handler) conntrackRoutes() []route {
-	if h.conntracker() == nil {
-		return nil
+// ConntrackLimiter reports the conntrack zones' limits and connection
+// counts. A Source that is also one serves /v1/conntrack/limits.
+type ConntrackLimiter interface {
+	ConntrackLimits() *ConntrackLimits
+}
+
+// ConntrackLimits is GET /v1/conntrack/limits's answer (ovs-appctl
+// dpctl/ct-get-limits): the default per-zone limit and, per zone, the
+// limit in force and the connections it holds.
+type ConntrackLimits struct {
+	DefaultLimit int          `json:"default_limit"` // conntrack.zone_limit; 0: none
+	Entries      int          `json:"entries"`       // connections in the table
+	MaxEntries   int          `json:"max_entries"`
+	Zones        []ZoneStatus `json:"zones"`
+}
+
+// ZoneStatus is one zone: every port with security groups and router
+// with NAT has one; a zone nothing owns is listed while it holds
+// connections.
+type ZoneStatus struct {
+	Zone  int    `json:"zone"`
+	Owner string `json:"owner,omitempty"` // "port NAME", "router NAME"
+	Limit int    `json:"limit"`           // 0: none but max_entries
+	// Override says the limit is the zone's own (conntrack.zone_limits),
+	// not the default.
+	Override bool `json:"override"`
+	Count    int  `json:"count"` // connections, expired ones not yet reclaimed included
+}
+
+// ZoneLimitsUpdate is PUT /v1/conntrack/limits's body: conntrack.zone_limit
+// (left out: unchanged) and conntrack.zone_limits (replaced; empty: every
+// zone takes the default).
+type ZoneLimitsUpdate struct {
+	ZoneLimit  *int              `json:"zone_limit,omitempty"`
+	ZoneLimits []ZoneLimitConfig `json:"zone_limits"`
+}
+
+func (h *handler) limiter() ConntrackLimiter {
+	l, _ := h.Source.(ConntrackLimiter)
+	return l
+}
+
+func (h *handler) getConntrackLimits(w http.ResponseWriter, r *http.Request) {
+	l := h.limiter().ConntrackLimits()
+	if l.Zones == nil {
+		l.Zones = []ZoneStatus{}
 	}
-	return []route{
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (h *handler) putConntrackLimits(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var u ZoneLimitsUpdate
+	if err := decodeStrict(bytes.NewReader(body), &u); err != nil {
+		writeError(w, http.StatusBadRequest, "zone limits body: "+err.Error())
+		return
+	}
+	rev, has, err := ifMatch(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := h.Store.Update(func(cur *State, next *Config) error {
+		if err := checkRevision("the config", cur.Revision, rev, has); err != nil {
+			return err
+		}
+		if u.ZoneLimit != nil {
+			next.Conntrack.ZoneLimit = *u.ZoneLimit
+		}
+		next.Conntrack.ZoneLimits = u.ZoneLimits
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.Header().Set("ETag", etag(res.Revision))
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) conntrackRoutes() []route {
+	var rs []route
+	if h.limiter() != nil {
+		rs = append(rs, route{Method: "GET", Path: "/v1/conntrack/limits", Summary: "Conntrack zone limits (ovs-appctl dpctl/ct-get-limits): the default per-zone limit and, per zone, its owner, the limit in force and the connections it holds",
+			Response: ConntrackLimits{}, Codes: []int{200}, handle: h.getConntrackLimits})
+		if h.Store != nil {
+			rs = append(rs, route{Method: "PUT", Path: "/v1/conntrack/limits", Summary: "Set conntrack.zone_limit (if given) and replace conntrack.zone_limits (ovs-appctl dpctl/ct-set-limits); applied live, no port restarts (If-Match: the global revision)",
+				Request: ZoneLimitsUpdate{}, Response: Result{}, Codes: []int{200, 400, 409, 413, 422}, handle: h.putConntrackLimits})
+		}
+	}
+	if h.conntracker() == nil {
+		return rs
+	}
+	return append(rs, []route{
 		{Method: "GET", Path: "/v1/conntrack", Summary: "Tracked connections (security groups' and NAT's): keys both ways, zone and its owner, TCP state, expiry, NAT; filtered by the query, at most limit listed, total counts every match",
 			Query: connQueryParams, Response: ConnList{}, Codes: []int{200, 400, 404}, handle: h.getConntrack},
 		{Method: "DELETE", Path: "/v1/conntrack", Summary: "Flush the connections the query selects, all without one (ovs-appctl dpctl/flush-conntrack)",
 			Query: connQueryParams[:len(connQueryParams)-1], Response: ConnFlush{}, Codes: []int{200, 400, 404}, handle: h.deleteConntrack},
-	}
+	}...)
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -213,7 +214,7 @@ func TestConntrackDiff(t *testing.T) {
 	if acts, _ := Diff(run, next); len(acts) != 0 {
 		t.Fatalf("after apply: %v", acts)
 	}
-	if s := base.Startup(); s.Conntrack != base.Conntrack {
+	if s := base.Startup(); !reflect.DeepEqual(s.Conntrack, base.Conntrack) {
 		t.Fatal("start-up config lost the conntrack settings")
 	}
 	r := newRig(t)
@@ -257,5 +258,99 @@ func TestConntrackOpenAPI(t *testing.T) {
 	}
 	if got := names("delete"); got != "query:zone,query:port,query:router,query:protocol,query:address" {
 		t.Errorf("DELETE parameters %s", got)
+	}
+}
+
+// ConntrackLimits reports the running config's zone limits as the fake
+// daemon's zones: vm1 in zone 1, vm2 in zone 2.
+func (f *fakeDaemon) ConntrackLimits() *ConntrackLimits {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.running.Conntrack
+	l := &ConntrackLimits{DefaultLimit: c.ZoneLimit, MaxEntries: 65536}
+	for i, p := range []string{"vm1", "vm2"} {
+		z := ZoneStatus{Zone: i + 1, Owner: "port " + p, Limit: c.ZoneLimit, Count: i}
+		for _, zl := range c.ZoneLimits {
+			if zl.Port == p {
+				z.Limit, z.Override = *zl.Limit, true
+			}
+		}
+		l.Zones = append(l.Zones, z)
+	}
+	return l
+}
+
+// PUT /v1/conntrack/limits sets the default and the zones' own limits
+// through the store (validated, naming the field; a conntrack update and
+// nothing else); GET shows them with each zone's count; a port a limit
+// names cannot be deleted until the limit goes.
+func TestConntrackLimitsAPI(t *testing.T) {
+	r := newRig(t)
+	get := func() ConntrackLimits {
+		t.Helper()
+		rec := r.do("GET", "/v1/conntrack/limits", "")
+		var l ConntrackLimits
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &l) != nil {
+			t.Fatalf("get: %d %s", rec.Code, rec.Body)
+		}
+		return l
+	}
+	if l := get(); l.DefaultLimit != 0 || len(l.Zones) != 2 || l.Zones[0].Override {
+		t.Fatalf("before: %+v", l)
+	}
+	rec := r.do("PUT", "/v1/conntrack/limits", `{"zone_limit": 100, "zone_limits": [{"port": "vm1", "limit": 5}]}`)
+	var res Result
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &res) != nil || len(res.Actions) != 1 || res.Actions[0] != "update conntrack" {
+		t.Fatalf("put: %d %s", rec.Code, rec.Body)
+	}
+	if l := get(); l.DefaultLimit != 100 || l.Zones[0].Limit != 5 || !l.Zones[0].Override || l.Zones[1].Limit != 100 || l.Zones[1].Override {
+		t.Fatalf("after: %+v", l)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"zone_limits": [{"port": "vm9", "limit": 5}]}`, `conntrack.zone_limits[0].port: no port \"vm9\"`},
+		{`{"zone_limits": [{"router": "r9", "limit": 5}]}`, `conntrack.zone_limits[0].router: no router \"r9\"`},
+		{`{"zone_limits": [{"port": "vm1"}]}`, `conntrack.zone_limits[0].limit: required`},
+		{`{"zone_limits": [{"port": "vm1", "limit": -1}]}`, `conntrack.zone_limits[0].limit: -1 is not in`},
+		{`{"zone_limits": [{"limit": 1}]}`, `conntrack.zone_limits[0].port: required`},
+		{`{"zone_limits": [{"port": "vm1", "router": "r1", "limit": 1}]}`, `conntrack.zone_limits[0].router: name a port or a router, not both`},
+		{`{"zone_limits": [{"port": "vm1", "limit": 1}, {"port": "vm1", "limit": 2}]}`, `conntrack.zone_limits[1].port: port vm1 already has a limit`},
+		{`{"zone_limit": -3, "zone_limits": []}`, `conntrack.zone_limit: -3 is not in`},
+	} {
+		rec := r.do("PUT", "/v1/conntrack/limits", c.body)
+		if rec.Code != 422 || !strings.Contains(rec.Body.String(), c.want) {
+			t.Errorf("%s: %d %s, want 422 naming %s", c.body, rec.Code, rec.Body, c.want)
+		}
+	}
+	if rec := r.do("PUT", "/v1/conntrack/limits", `{"zone_limits": [{"port": "vm1", "limit": 1, "zone": 3}]}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), "zone") {
+		t.Errorf("unknown field: %d %s", rec.Code, rec.Body)
+	}
+	if rec := r.do("PUT", "/v1/conntrack/limits", `{"zone_limits": []}`, "If-Match", `"1"`); rec.Code != 409 {
+		t.Errorf("stale If-Match: %d %s", rec.Code, rec.Body)
+	}
+	// The invalid writes changed nothing.
+	if l := get(); l.DefaultLimit != 100 || l.Zones[0].Limit != 5 {
+		t.Fatalf("after refused writes: %+v", l)
+	}
+	if rec := r.do("DELETE", "/v1/ports/vm1", ""); rec.Code != 409 || !strings.Contains(rec.Body.String(), "conntrack.zone_limits[0]") {
+		t.Fatalf("delete of a limited port: %d %s", rec.Code, rec.Body)
+	}
+	// Left out, the default stays; an empty list clears the overrides.
+	if rec := r.do("PUT", "/v1/conntrack/limits", `{"zone_limits": []}`); rec.Code != 200 {
+		t.Fatalf("clear: %d %s", rec.Code, rec.Body)
+	}
+	if l := get(); l.DefaultLimit != 100 || l.Zones[0].Override || l.Zones[0].Limit != 100 {
+		t.Fatalf("cleared: %+v", l)
+	}
+	if rec := r.do("DELETE", "/v1/ports/vm1", ""); rec.Code != 204 {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	// The config file takes the same list.
+	c, err := Load([]byte(testYAML+"conntrack: {zone_limits: [{port: vm2, limit: 0}, {port: vm1, limit: 7}]}\n"), "")
+	if err != nil || len(c.Conntrack.ZoneLimits) != 2 || *c.Conntrack.ZoneLimits[0].Limit != 0 || *c.Conntrack.ZoneLimits[1].Limit != 7 {
+		t.Fatalf("yaml: %+v %v", c, err)
+	}
+	if _, err := Load([]byte(testYAML+"conntrack: {max_entries: 10, zone_limits: [{port: vm2, limit: 11}]}\n"), ""); err == nil ||
+		!strings.Contains(err.Error(), "conntrack.zone_limits[0].limit: 11 is more than max_entries") {
+		t.Fatalf("yaml over max_entries: %v", err)
 	}
 }

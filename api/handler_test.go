@@ -386,6 +386,7 @@ func TestOpenAPIInStep(t *testing.T) {
 		"POST /v1/acls":                    `{"name":"acl9","port":"vm2","direction":"egress","action":"allow"}`,
 		"PUT /v1/acls/{name}":              `{"port":"vm2","direction":"ingress","priority":100,"protocol":"tcp","ports":"23","action":"deny"}`,
 		"PATCH /v1/acls/{name}":            `{"priority":200}`,
+		"PUT /v1/conntrack/limits":         `{"zone_limits":[{"port":"vm2","limit":3}]}`,
 	}
 	names := map[string]string{"ports": "vm1", "bridges": "br1", "routers": "r1", "security_groups": "web", "acls": "no-telnet"}
 	// A group and an ACL to read, replace, patch and delete.

@@ -319,7 +319,9 @@ var ports = collection[PortConfig]{
 	list:   func(c *Config) *[]PortConfig { return &c.Ports },
 	name:   func(p *PortConfig) *string { return &p.Name },
 	decode: DecodePort,
-	inUse:  aclsOn,
+	inUse: func(c *Config, name string) []string {
+		return append(aclsOn(c, name), zoneLimitsOn(c, name)...)
+	},
 }
 
 var bridges = collection[BridgeConfig]{

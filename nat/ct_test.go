@@ -225,6 +225,77 @@ func TestTableFullAndZoneLimit(t *testing.T) {
 	}
 }
 
+// A zone's own limit replaces the default one: a lower one, a higher
+// one, and 0 for none; clearing it brings the default back. ZoneLimit and
+// ZoneCounts report what is in force and how full each zone is.
+func TestZoneLimitOverride(t *testing.T) {
+	r := newRig(t, Config{Capacity: 64, ZoneLimit: 4})
+	r.tab.SetZoneLimit(3, 2)
+	r.tab.SetZoneLimit(5, 8)
+	r.tab.SetZoneLimit(9, 0)
+	fill := func(zone uint16, n int) (ok int, last Reason) {
+		r.zone = zone
+		for i := range n {
+			res := r.send(udpPkt(t, "10.0.0.1", "10.0.0.2", uint16(2000+i), 53))
+			if res.Reason == 0 {
+				ok++
+			} else {
+				last = res.Reason
+			}
+		}
+		return
+	}
+	for _, c := range []struct {
+		zone   uint16
+		send   int
+		ok     int
+		limit  uint32
+		own    bool
+		reason Reason
+	}{
+		{1, 6, 4, 4, false, ReasonZoneFull}, // the default
+		{3, 6, 2, 2, true, ReasonZoneFull},  // lower
+		{5, 10, 8, 8, true, ReasonZoneFull}, // higher than the default
+		{9, 20, 20, 0, true, ReasonNone},    // none
+	} {
+		ok, why := fill(c.zone, c.send)
+		lim, own := r.tab.ZoneLimit(c.zone)
+		if ok != c.ok || why != c.reason || lim != c.limit || own != c.own || r.tab.ZoneLen(c.zone) != c.ok {
+			t.Fatalf("zone %d: %d admitted (%v), limit %d own %v, %d in the zone", c.zone, ok, why, lim, own, r.tab.ZoneLen(c.zone))
+		}
+	}
+	// Overflow of an overridden zone is counted like the default's.
+	if n := r.w.Counters[ReasonZoneFull]; n != 2+4+2 {
+		t.Fatalf("zone-full drops %d", n)
+	}
+	got := map[uint16]int{}
+	r.tab.ZoneCounts(func(z uint16, n int) { got[z] = n })
+	if len(got) != 4 || got[1] != 4 || got[3] != 2 || got[5] != 8 || got[9] != 20 {
+		t.Fatalf("zone counts %v", got)
+	}
+	// Lowering a limit below the count keeps the connections and refuses
+	// new ones; clearing brings the default (4) back.
+	r.tab.SetZoneLimit(9, 10)
+	r.zone = 9
+	if res := r.send(udpPkt(t, "10.0.0.1", "10.0.0.2", 3000, 53)); res.Reason != ReasonZoneFull || r.tab.ZoneLen(9) != 20 {
+		t.Fatalf("lowered: %v, %d in the zone", res.Reason, r.tab.ZoneLen(9))
+	}
+	if res := r.send(udpPkt(t, "10.0.0.1", "10.0.0.2", 2000, 53)); res.Reason != 0 {
+		t.Fatalf("a connection of a lowered zone: %v", res.Reason)
+	}
+	r.tab.ClearZoneLimit(3)
+	if lim, own := r.tab.ZoneLimit(3); lim != 4 || own {
+		t.Fatalf("cleared: limit %d own %v", lim, own)
+	}
+	r.zone = 3
+	if res := r.send(udpPkt(t, "10.0.0.1", "10.0.0.2", 3000, 53)); res.Reason != 0 || r.tab.ZoneLen(3) != 3 {
+		t.Fatalf("after clearing: %v, %d in the zone", res.Reason, r.tab.ZoneLen(3))
+	}
+	if d := r.tab.FlushZone(5); d != 8 || r.tab.ZoneLen(5) != 0 {
+		t.Fatalf("flushed %d, %d left", d, r.tab.ZoneLen(5))
+	}
+}
+
 func TestIPv6Conntrack(t *testing.T) {
 	r := newRig(t, Config{Capacity: 16, Window: WindowStrict})
 	a, b := "fd00::1", "fd00::2"

@@ -272,11 +272,7 @@ func (t *Table) peekKeys(c *conn, out *Peek) {
 
 // wouldRefuse says why an insert in zone would fail now for lack of room.
 func (t *Table) wouldRefuse(zone uint16) Reason {
-	lim := t.zoneLim[zone].Load()
-	if lim == 0 {
-		lim = t.zoneDef.Load()
-	}
-	if lim != 0 && t.zoneCnt[zone].Load() >= int32(lim) {
+	if t.zoneFull(zone) {
 		return ReasonZoneFull
 	}
 	if t.count.Load() >= t.limit.Load() {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -106,7 +107,7 @@ type Table struct {
 	perShard uint32
 	count    atomic.Int64
 	zoneCnt  []atomic.Int32  // live connections per zone
-	zoneLim  []atomic.Uint32 // per-zone limit, 0 = zoneDef
+	zoneLim  []atomic.Uint32 // per-zone limit + 1; 0 = zoneDef
 	sweepPos atomic.Uint64
 	timeouts atomic.Pointer[Timeouts]
 	limit    atomic.Int64                // most live connections, at most cfg.Capacity (Reconfigure)
@@ -259,8 +260,43 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
-// SetZoneLimit sets zone's connection limit; 0 returns it to the default.
-func (t *Table) SetZoneLimit(zone uint16, n uint32) { t.zoneLim[zone].Store(n) }
+// SetZoneLimit gives zone a connection limit of its own in place of the
+// default per-zone limit (Config.ZoneLimit); 0 is none, only the table's
+// (ovs-appctl dpctl/ct-set-limits zone=N,limit=L). Connections beyond a
+// lowered limit stay until they end; new ones are refused until the
+// count is under it.
+func (t *Table) SetZoneLimit(zone uint16, n uint32) {
+	t.zoneLim[zone].Store(min(n, math.MaxUint32-1) + 1)
+}
+
+// ClearZoneLimit returns zone to the default per-zone limit
+// (dpctl/ct-del-limits).
+func (t *Table) ClearZoneLimit(zone uint16) { t.zoneLim[zone].Store(0) }
+
+// ZoneLimit is the limit in force for zone (0: none) and whether it is
+// the zone's own (SetZoneLimit) rather than the default.
+func (t *Table) ZoneLimit(zone uint16) (limit uint32, own bool) {
+	if v := t.zoneLim[zone].Load(); v != 0 {
+		return v - 1, true
+	}
+	return t.zoneDef.Load(), false
+}
+
+// zoneFull says zone holds as many connections as its limit allows.
+func (t *Table) zoneFull(zone uint16) bool {
+	lim, _ := t.ZoneLimit(zone)
+	return lim != 0 && uint32(t.zoneCnt[zone].Load()) >= lim
+}
+
+// ZoneCounts calls f with every zone that holds connections (expired
+// ones not yet reclaimed included) and how many, in zone order.
+func (t *Table) ZoneCounts(f func(zone uint16, n int)) {
+	for z := range t.zoneCnt {
+		if n := t.zoneCnt[z].Load(); n > 0 {
+			f(uint16(z), int(n))
+		}
+	}
+}
 
 // SetTimeouts replaces the timeouts; connections pick them up at their next
 // packet.
@@ -449,11 +485,7 @@ func (t *Table) tryInsert(orig, reply *key, h0, h1 uint64, st, now, exp uint32, 
 		return 0, 0, 0, mkHandle(i, g)
 	}
 	zone := orig.zone()
-	lim := t.zoneLim[zone].Load()
-	if lim == 0 {
-		lim = t.zoneDef.Load()
-	}
-	if lim != 0 && t.zoneCnt[zone].Load() >= int32(lim) {
+	if t.zoneFull(zone) {
 		return 0, 0, insZoneFull, 0
 	}
 	if t.count.Add(1) > t.limit.Load() {

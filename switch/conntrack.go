@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/vswitch/vswitch/nat"
 )
 
@@ -201,4 +203,156 @@ func (s *Switch) FlushConnections(f ConnFilter) (int, error) {
 		return 0, nil
 	}
 	return c.ct.FlushMatch(func(cn *nat.Conn) bool { return f.match(zone, cn) }), nil
+}
+
+// ZoneLimit is a conntrack zone's own connection limit (ovs-appctl
+// dpctl/ct-set-limits zone=N,limit=L), the zone named by what owns it:
+// a port (the zone of its security groups) or a router (its NAT's).
+// Zone numbers are handed out as ports and routers come, so they are not
+// stable across restarts; the owner is.
+type ZoneLimit struct {
+	Port   string
+	Router string
+	Limit  uint32 // 0: none, only the table's
+}
+
+// SetZoneLimits replaces the zones' own limits; zones not named take the
+// default (nat.Config.ZoneLimit). A port or router the switch does not
+// have (yet) is kept and applies once it is added. Workers see a limit
+// at their next insert; connections beyond a lowered one stay until they
+// end.
+func (s *Switch) SetZoneLimits(ls []ZoneLimit) error {
+	for i, l := range ls {
+		if (l.Port == "") == (l.Router == "") {
+			return fmt.Errorf("zone limit %d: name a port or a router", i)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.zlimits = append([]ZoneLimit(nil), ls...)
+	s.applyZoneLimits(s.cfg.Load())
+	return nil
+}
+
+// applyZoneLimits gives the zones of c's ports and routers the limits
+// s.zlimits asks for and returns the zones it set before that no one
+// asks for now to the default (under s.mu).
+func (s *Switch) applyZoneLimits(c *config) {
+	t := c.ct
+	if t == nil {
+		return
+	}
+	want := make(map[uint16]bool, len(s.zlimits))
+	for _, l := range s.zlimits {
+		z, ok := c.zoneOwnedBy(l.Port, l.Router)
+		if !ok {
+			continue
+		}
+		t.SetZoneLimit(z, l.Limit)
+		want[z] = true
+	}
+	for z := range s.zset {
+		if !want[z] {
+			t.ClearZoneLimit(z)
+		}
+	}
+	s.zset = want
+}
+
+// zoneOwnedBy is the zone of port (or, port empty, of router's NAT).
+func (c *config) zoneOwnedBy(port, router string) (uint16, bool) {
+	if port != "" {
+		if pe := c.port(port); pe != nil {
+			return portZoneBase + pe.ID, true
+		}
+		return 0, false
+	}
+	if r, ok := c.routers[router]; ok && r.nat != nil {
+		return r.zone, true
+	}
+	return 0, false
+}
+
+// flushPortZone deletes the connections of removed port e's zone, so a
+// port that gets e's ID (and with it the zone) starts with none: a
+// packet of e's connections is new to it (OVS flushes a port's zone when
+// it is deleted). It runs once no worker uses e (after publish); other
+// zones' connections and traffic are untouched.
+func (s *Switch) flushPortZone(c *config, e *portEntry) {
+	z := portZoneBase + e.ID
+	if c.ct == nil || c.ct.ZoneLen(z) == 0 { // the common case: skip the walk over the table
+		return
+	}
+	if n := c.ct.FlushZone(z); n > 0 {
+		s.log.WithFields(logrus.Fields{"port": e.Name, "zone": z, "connections": n}).Info("flushed the removed port's conntrack zone")
+	}
+}
+
+// ZoneUsage is one conntrack zone's limit and connection count
+// (ovs-appctl dpctl/ct-get-limits).
+type ZoneUsage struct {
+	Zone  uint16
+	Owner string // "port NAME", "router NAME", "" for a zone nothing owns now
+	Limit uint32 // 0: none
+	Own   bool   // the zone's own limit (SetZoneLimits), not the default
+	Count int    // connections, expired ones not yet reclaimed included
+}
+
+// ZoneUsages lists the zones of the ports with security groups and the
+// routers with NAT, and any other zone that holds connections, in zone
+// order, with the default per-zone limit.
+func (s *Switch) ZoneUsages() (def uint32, zones []ZoneUsage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cfg.Load()
+	t := c.ct
+	def = s.ctcfg.ZoneLimit
+	if t != nil {
+		def = t.Settings().ZoneLimit
+	}
+	byZone := map[uint16]*ZoneUsage{}
+	add := func(z uint16, owner string) *ZoneUsage {
+		u := byZone[z]
+		if u == nil {
+			u = &ZoneUsage{Zone: z, Limit: def}
+			byZone[z] = u
+		}
+		if owner != "" {
+			u.Owner = owner
+		}
+		return u
+	}
+	for _, pe := range c.ports {
+		if pe != nil && c.filt != nil && c.filt.flags[pe.ID]&fState != 0 {
+			add(portZoneBase+pe.ID, "port "+pe.Name)
+		}
+	}
+	for n, r := range c.routers {
+		if r.nat != nil {
+			add(r.zone, "router "+n)
+		}
+	}
+	for _, l := range s.zlimits {
+		if z, ok := c.zoneOwnedBy(l.Port, l.Router); ok {
+			owner := "port " + l.Port
+			if l.Port == "" {
+				owner = "router " + l.Router
+			}
+			u := add(z, owner)
+			u.Limit, u.Own = l.Limit, true
+		}
+	}
+	if t != nil {
+		owners := c.owners()
+		t.ZoneCounts(func(z uint16, n int) { add(z, owners[z]).Count = n })
+		for z, u := range byZone {
+			u.Limit, u.Own = t.ZoneLimit(z)
+		}
+	}
+	zones = make([]ZoneUsage, 0, len(byZone))
+	for _, u := range byZone {
+		zones = append(zones, *u)
+	}
+	sort.Slice(zones, func(i, j int) bool { return zones[i].Zone < zones[j].Zone })
+	return def, zones
 }

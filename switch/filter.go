@@ -260,8 +260,14 @@ func filterRun(p *pipe, w *Worker, c *config, port uint16, b *Batch, now uint32,
 		switch {
 		case stateful && fp.res[k].Reason != nat.ReasonNone:
 			p.drop(int(i), natDrop[fp.res[k].Reason], "conntrack")
+			if dir == acl.Ingress {
+				p.blockOut(int(i), port)
+			}
 		case v.Drop != acl.Pass:
 			p.drop(int(i), aclDrop[v.Drop], "acl")
+			if dir == acl.Ingress {
+				p.blockOut(int(i), port)
+			}
 			switch {
 			case !v.Reject:
 			case p.dry:
@@ -375,10 +381,12 @@ func stageFilterOut(p *pipe, w *Worker, c *config, out *portEntry, b *Batch, sel
 		if p.routed[i] {
 			if e := header.Parse(pkt.HeadBytes(), pkt.Len, &fp.ps[k]); e != header.ParseOK {
 				p.drop(int(i), parseDrop[e], "filter")
+				p.blockOut(int(i), out.ID)
 				continue
 			}
 		} else if e := p.perr[i]; e != header.ParseOK {
 			p.drop(int(i), parseDrop[e], "filter")
+			p.blockOut(int(i), out.ID)
 			continue
 		} else if h := pkt.HeadBytes(); len(h) >= 14 && isTagType(uint16(h[12])<<8|uint16(h[13])) != fp.ps[k].Tagged {
 			// A flood: an earlier output port's VLAN tagging moved the

@@ -316,6 +316,7 @@ func (w *Worker) releaseBatch(c *config, in *portEntry, now uint32) {
 	w.cur = nil // a fault now is the output port's: the input port's buffers are long returned
 	stageL2(p, c, in, b, now)
 	w.output(in, b, c, now)
+	w.flushRejects(c)
 	b.N = 0
 }
 

@@ -209,3 +209,61 @@ func TestNeighProbeClaim(t *testing.T) {
 		t.Fatal("a renewed entry is not probed")
 	}
 }
+
+// faultPort faults in Transmit, as a port whose guest memory went away.
+type faultPort struct{ memPort }
+
+func (f *faultPort) Transmit(w *Worker, b *Batch, sel []uint16, c *PortCounters) {
+	panic("guest memory gone")
+}
+
+// A fault while a live-traced batch is transmitted leaves neither its
+// trace nor its output selections on the pipe: the next batch records
+// into its own record only and sends its packet once.
+func TestLiveTraceSurvivesTransmitFault(t *testing.T) {
+	s := New(Options{Manual: true})
+	defer s.Close()
+	if err := s.AddBridge("br0", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	in, bad, good := &memPort{}, &faultPort{}, &memPort{}
+	for _, p := range []struct {
+		name string
+		port Port
+	}{{"in", in}, {"bad", bad}, {"good", good}} {
+		if _, err := s.AddPort(p.name, "mem", "br0", p.port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ArmTrace("in", 2); err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 60)
+	copy(frame, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+	poll := func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.workers[0].recoverFault(r)
+			}
+		}()
+		s.PollOnce()
+	}
+	in.rx = [][]byte{frame}
+	poll() // the flood faults on bad
+	if p := &s.workers[0].pipe; p.tracing || p.traces[0] != nil {
+		t.Fatal("the faulted batch's trace is still on the pipe")
+	}
+	if err := s.RemovePort("bad"); err != nil {
+		t.Fatal(err)
+	}
+	good.tx = nil
+	in.rx = [][]byte{frame}
+	poll()
+	res, err := s.LiveTrace("in")
+	if err != nil || res.Captured != 1 || res.Records[0].Seq != 1 || len(res.Records[0].Outputs) != 1 || res.Records[0].Outputs[0].Port != "good" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if len(good.tx) != 1 {
+		t.Fatalf("good sent %d", len(good.tx))
+	}
+}

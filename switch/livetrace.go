@@ -41,6 +41,7 @@ type liveRec struct {
 	head   [HeadLen]byte // the frame's head as received
 	tr     Trace
 	outs   [liveMaxOuts]TraceOutput
+	outID  [liveMaxOuts]uint16 // the port of each of outs
 	nouts  int
 	more   int
 }
@@ -75,8 +76,9 @@ func (w *Worker) liveStart(lt *liveTrace, first, k int, b *Batch) {
 	p.tracing = true
 }
 
-// liveEnd records where the traced packets go and publishes their records.
-func (w *Worker) liveEnd(lt *liveTrace, first, k int, c *config) {
+// liveOutputs records the ports the stages selected for the traced
+// packets, before the output ports' filters run.
+func (w *Worker) liveOutputs(lt *liveTrace, first, k int, c *config) {
 	p := &w.pipe
 	for _, id := range p.touched[:p.nouch] {
 		out := c.ports[id]
@@ -94,11 +96,32 @@ func (w *Worker) liveEnd(lt *liveTrace, first, k int, c *config) {
 			}
 			vid := p.vlan[i&(BatchSize-1)]
 			r.outs[r.nouts] = TraceOutput{Port: out.Name, VLAN: vid, Tagged: out.vlan.egressTagged(vid)}
+			r.outID[r.nouts] = id
 			r.nouts++
 		}
 	}
+}
+
+// livePublish takes the outputs whose filter dropped the packet out of
+// the traced packets' records and publishes them.
+func (w *Worker) livePublish(lt *liveTrace, first, k int) {
+	p := &w.pipe
 	for j := 0; j < k; j++ {
-		lt.recs[first+j].done.Store(true)
+		r := &lt.recs[first+j]
+		if nb := r.tr.nblocked(); nb > 0 {
+			n := 0
+			for o := 0; o < r.nouts; o++ {
+				if r.tr.isBlocked(r.outID[o]) {
+					nb--
+					continue
+				}
+				r.outs[n], r.outID[n] = r.outs[o], r.outID[o]
+				n++
+			}
+			r.nouts = n
+			r.more -= min(nb, r.more) // blocked beyond the recorded outputs
+		}
+		r.done.Store(true)
 		p.traces[j] = nil
 	}
 	p.tracing = false

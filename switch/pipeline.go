@@ -56,6 +56,14 @@ func (p *pipe) drop(i int, r DropReason, stage string) {
 	}
 }
 
+// blockOut notes, if packet i is traced, that port's filter dropped it:
+// it does not leave by port.
+func (p *pipe) blockOut(i int, port uint16) {
+	if t := p.tr(i); t != nil {
+		t.block(port)
+	}
+}
+
 func (p *pipe) add(port uint16, i uint16) {
 	n := p.nsel[port]
 	if n == 0 {

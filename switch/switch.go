@@ -109,6 +109,8 @@ type Switch struct {
 	fcfg    *acl.Config       // the filter config, recompiled as ports come and go (under mu)
 	zones   map[string]uint16 // each router's conntrack zone (under mu)
 	ctcfg   nat.Config        // conntrack settings (under mu); Capacity 0: Options.Conntrack
+	zlimits []ZoneLimit       // zones' own connection limits, by owner (under mu)
+	zset    map[uint16]bool   // the zones applyZoneLimits gave a limit of their own (under mu)
 	mu      sync.Mutex        // serializes control-plane changes
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -216,6 +218,7 @@ func (s *Switch) publish(c *config) {
 		c.filt = f
 	}
 	c.link()
+	s.applyZoneLimits(c) // before workers see a new port: its zone is limited from its first packet
 	s.cfg.Store(c)
 	s.Quiesce()
 }
@@ -351,6 +354,7 @@ func (s *Switch) RemovePort(name string) error {
 		relinkBridge(c, &nb)
 		s.publish(c)
 		nb.FDB.FlushPort(e.ID)
+		s.flushPortZone(c, e)
 		return nil
 	}
 	return fmt.Errorf("no port %q", name)

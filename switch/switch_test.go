@@ -67,37 +67,49 @@ func newRigFull(t testing.TB, popts []vswitch.PortOptions, workers int, feOpts v
 	if err := sw.AddBridge("br0", 1024, time.Minute, vswitch.BridgeOptions{Xconnect: xconnect}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	r := &rig{sw: sw}
 	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("p%d", i)
-		vp := vswitch.NewVhostPort(sw, feOpts.QueuePairs)
-		dev := vhostuser.NewDevice(vhostuser.Options{Name: name, QueuePairs: feOpts.QueuePairs, Log: logrus.NewEntry(log)}, vp)
-		vp.OnFault = dev.Abort
-		info, err := sw.AddPort(name, "vhostuser", "br0", vp, popts[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sock := filepath.Join(dir, name+".sock")
-		srv, err := vhostuser.Listen(sock, vhostuser.SocketOptions{UID: -1, GID: -1}, dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		g := virtiotest.NewGuest(t, 4<<20)
-		fe := vhostusertest.Connect(t, sock, g, feOpts)
+		info, vp, fe := attachPort(t, sw, fmt.Sprintf("p%d", i), popts[i], feOpts)
 		r.ports, r.vps, r.fes = append(r.ports, info), append(r.vps, vp), append(r.fes, fe)
 	}
 	for i, vp := range r.vps {
-		deadline := time.Now().Add(5 * time.Second)
-		for !vp.Running() {
-			if time.Now().After(deadline) {
-				t.Fatalf("port %d never ran", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitRunning(t, vp, i)
 	}
 	return r
+}
+
+// attachPort adds a vhost-user port named name to sw's br0 with a fake
+// guest connected to it.
+func attachPort(t testing.TB, sw *vswitch.Switch, name string, popt vswitch.PortOptions, feOpts vhostusertest.Options) (*vswitch.PortInfo, *vswitch.VhostPort, *vhostusertest.Frontend) {
+	t.Helper()
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	vp := vswitch.NewVhostPort(sw, feOpts.QueuePairs)
+	dev := vhostuser.NewDevice(vhostuser.Options{Name: name, QueuePairs: feOpts.QueuePairs, Log: logrus.NewEntry(log)}, vp)
+	vp.OnFault = dev.Abort
+	info, err := sw.AddPort(name, "vhostuser", "br0", vp, popt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), name+".sock")
+	srv, err := vhostuser.Listen(sock, vhostuser.SocketOptions{UID: -1, GID: -1}, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	g := virtiotest.NewGuest(t, 4<<20)
+	return info, vp, vhostusertest.Connect(t, sock, g, feOpts)
+}
+
+func waitRunning(t testing.TB, vp *vswitch.VhostPort, i int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !vp.Running() {
+		if time.Now().After(deadline) {
+			t.Fatalf("port %d never ran", i)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func mac(i int) net.HardwareAddr { return net.HardwareAddr{0x52, 0x54, 0, 0, 0, byte(i + 1)} }

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -19,6 +20,9 @@ type Trace struct {
 	drops   []DropReason
 	bounded bool
 	skip    bool // the last event did not fit: ignore its text
+	// blocked marks the output ports whose filter dropped the packet: a
+	// live trace takes them out of the outputs it recorded.
+	blocked [MaxPorts / 64]uint64
 }
 
 type traceEv struct {
@@ -35,7 +39,7 @@ type TraceStage struct {
 // Sizes of a bounded trace.
 const (
 	traceMaxEvents = 16
-	traceMaxText   = 512
+	traceMaxText   = 1024
 	traceMaxDrops  = 4
 )
 
@@ -46,6 +50,23 @@ func newBoundedTrace() Trace {
 
 func (t *Trace) reset() {
 	t.evs, t.text, t.drops, t.skip = t.evs[:0], t.text[:0], t.drops[:0], false
+	t.blocked = [MaxPorts / 64]uint64{}
+}
+
+// block notes that the packet does not leave by port.
+func (t *Trace) block(port uint16) { t.blocked[port/64%(MaxPorts/64)] |= 1 << (port % 64) }
+
+func (t *Trace) isBlocked(port uint16) bool {
+	return t.blocked[port/64%(MaxPorts/64)]&(1<<(port%64)) != 0
+}
+
+// nblocked counts the ports block noted.
+func (t *Trace) nblocked() int {
+	n := 0
+	for _, w := range t.blocked {
+		n += bits.OnesCount64(w)
+	}
+	return n
 }
 
 // at starts stage's next decision.

@@ -203,6 +203,18 @@ func (w *Worker) recoverFault(r any) {
 	}
 	log.Error("data plane fault: stopped the ports involved, others go on")
 	w.cur, w.curOut = nil, nil
+	// The batch cut short left its selections on the pipe (the next batch
+	// would send them again) and, if traced, its live trace, which
+	// livePublish did not take off: later packets must not record into
+	// its records (they stay unpublished).
+	p := &w.pipe
+	for _, id := range p.touched[:p.nouch] {
+		p.nsel[id] = 0
+	}
+	p.nouch = 0
+	p.drops = [NumDropReasons]uint64{}
+	p.tracing = false
+	p.traces = [BatchSize]*Trace{}
 }
 
 // pollOnce takes one batch from each assigned queue.
@@ -289,13 +301,20 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	st[StageL2] += uint64(p.nlive)
 	stageL2(p, c, in, b, now)
 	if traced > 0 {
-		w.liveEnd(lt, first, traced, c)
+		// The traces stay on through the output ports' filters, and are
+		// published before the rejects those queued go through.
+		w.liveOutputs(lt, first, traced, c)
+		w.output(in, b, c, now)
+		w.livePublish(lt, first, traced)
+	} else {
+		w.output(in, b, c, now)
 	}
-	w.output(in, b, c, now)
+	w.flushRejects(c)
 }
 
 // output counts the batch's drops on its input port, then filters, tags
-// and transmits what the stages selected for each output port.
+// and transmits what the stages selected for each output port. The
+// caller then flushes the rejects the filters queued (flushRejects).
 func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 	p := &w.pipe
 	p.flushDrops(in)
@@ -319,7 +338,12 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 	}
 	w.curOut = nil
 	p.nouch = 0
-	if q := &p.f.rej; q.b.N > 0 && !q.busy {
+}
+
+// flushRejects sends the replies to packets that output ports' ingress
+// rules rejected (queued by output), unless they are being sent.
+func (w *Worker) flushRejects(c *config) {
+	if q := &w.pipe.f.rej; q.b.N > 0 && !q.busy {
 		w.sendRejects(c)
 	}
 }

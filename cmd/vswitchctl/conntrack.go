@@ -97,7 +97,89 @@ func (cl *cli) conntrackCmd() *cobra.Command {
 			return nil
 		}}
 	ff.add(flush.Flags(), false)
-	cmd.AddCommand(list, flush)
+	cmd.AddCommand(list, flush, cl.limitsCmd(), cl.setLimitsCmd())
+	return cmd
+}
+
+// limitsCmd shows the zones' limits and counts (ovs-appctl
+// dpctl/ct-get-limits).
+func (cl *cli) limitsCmd() *cobra.Command {
+	return &cobra.Command{Use: "limits", Short: "Per-zone connection limits and counts (like ovs-appctl dpctl/ct-get-limits)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var l api.ConntrackLimits
+			if _, err := cl.c.getJSON("/v1/conntrack/limits", &l); err != nil {
+				return notYet(err, "conntrack limits")
+			}
+			if cl.json {
+				return cl.printJSON(l)
+			}
+			var rows [][]string
+			for _, z := range l.Zones {
+				src := "default"
+				if z.Override {
+					src = "zone"
+				}
+				rows = append(rows, []string{strconv.Itoa(z.Zone), z.Owner, limitString(z.Limit), src, strconv.Itoa(z.Count)})
+			}
+			cl.table("ZONE\tOWNER\tLIMIT\tFROM\tCOUNT", rows)
+			fmt.Fprintf(cl.out, "default limit %s; %d connections in the table of %d\n", limitString(l.DefaultLimit), l.Entries, l.MaxEntries)
+			return nil
+		}}
+}
+
+func limitString(n int) string {
+	if n == 0 {
+		return "none"
+	}
+	return strconv.Itoa(n)
+}
+
+// setLimitsCmd sets conntrack.zone_limit and replaces conntrack.zone_limits
+// (ovs-appctl dpctl/ct-set-limits).
+func (cl *cli) setLimitsCmd() *cobra.Command {
+	var def int
+	var ports, routers []string
+	cmd := &cobra.Command{Use: "set-limits", Short: "Set the default per-zone limit and replace the zones' own limits (like ovs-appctl dpctl/ct-set-limits); a limit of 0 is none",
+		Args: cobra.NoArgs,
+		Example: `  vswitchctl conntrack set-limits --default 1000 --port a=100 --router r1=0
+  vswitchctl conntrack set-limits            # every zone takes the default`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u := api.ZoneLimitsUpdate{ZoneLimits: []api.ZoneLimitConfig{}}
+			if cmd.Flags().Changed("default") {
+				u.ZoneLimit = &def
+			}
+			for _, set := range []struct {
+				flag string
+				vals []string
+			}{{"port", ports}, {"router", routers}} {
+				for _, v := range set.vals {
+					name, lim, ok := strings.Cut(v, "=")
+					n, err := strconv.Atoi(lim)
+					if !ok || name == "" || err != nil {
+						return usageErr("--%s %q: want NAME=LIMIT", set.flag, v)
+					}
+					z := api.ZoneLimitConfig{Limit: &n}
+					if set.flag == "port" {
+						z.Port = name
+					} else {
+						z.Router = name
+					}
+					u.ZoneLimits = append(u.ZoneLimits, z)
+				}
+			}
+			body, err := json.Marshal(u)
+			if err != nil {
+				return err
+			}
+			r, err := cl.c.do("PUT", "/v1/conntrack/limits", body, "Content-Type", "application/json")
+			if err != nil {
+				return notYet(err, "conntrack limits")
+			}
+			return cl.printResult(r, "conntrack limits set")
+		}}
+	cmd.Flags().IntVar(&def, "default", 0, "the limit of zones without their own (conntrack.zone_limit; 0: none)")
+	cmd.Flags().StringArrayVar(&ports, "port", nil, "NAME=LIMIT: a port's zone limit (repeatable)")
+	cmd.Flags().StringArrayVar(&routers, "router", nil, "NAME=LIMIT: a router's NAT zone limit (repeatable)")
 	return cmd
 }
 

@@ -77,3 +77,79 @@ func TestConntrackCommands(t *testing.T) {
 		t.Fatalf("flush --limit: %d", code)
 	}
 }
+
+// limitSource reports the store's zone limits, vm1 and vm2 in zones 1
+// and 2 with 3 connections each.
+type limitSource struct{ storeSource }
+
+func (ls limitSource) ConntrackLimits() *api.ConntrackLimits {
+	c := ls.s.Snapshot().Config.Conntrack
+	l := &api.ConntrackLimits{DefaultLimit: c.ZoneLimit, Entries: 6, MaxEntries: 65536}
+	for i, p := range []string{"vm1", "vm2"} {
+		z := api.ZoneStatus{Zone: i + 1, Owner: "port " + p, Limit: c.ZoneLimit, Count: 3}
+		for _, zl := range c.ZoneLimits {
+			if zl.Port == p {
+				z.Limit, z.Override = *zl.Limit, true
+			}
+		}
+		l.Zones = append(l.Zones, z)
+	}
+	return l
+}
+
+func TestConntrackLimitsCommands(t *testing.T) {
+	cfg, err := api.Load([]byte(`bridges: [{name: br0}]
+ports:
+  - {name: vm1, type: vhostuser, bridge: br0, socket: vm1.sock}
+  - {name: vm2, type: vhostuser, bridge: br0, socket: vm2.sock}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := cfg.Clone()
+	store := api.NewStore(api.NewState(cfg), func(target *api.Config) ([]api.Action, error) {
+		acts, err := api.Diff(running, target)
+		running = target.Clone()
+		return acts, err
+	}, nil)
+	srv := httptest.NewServer(api.NewHandler(api.Options{Source: limitSource{storeSource{store}}, Store: store}))
+	defer srv.Close()
+	addr := "tcp://" + strings.TrimPrefix(srv.URL, "http://")
+	ctl := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(append([]string{"--api", addr}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := ctl("conntrack", "set-limits", "--default", "50", "--port", "vm1=10", "--port", "vm2=0")
+	if code != exitOK || !strings.Contains(out, "conntrack limits set (revision") {
+		t.Fatalf("set-limits: %d %s %s", code, out, errOut)
+	}
+	c := store.Snapshot().Config.Conntrack
+	if c.ZoneLimit != 50 || len(c.ZoneLimits) != 2 || c.ZoneLimits[0].Port != "vm1" || *c.ZoneLimits[0].Limit != 10 || *c.ZoneLimits[1].Limit != 0 {
+		t.Fatalf("config %+v", c)
+	}
+	code, out, _ = ctl("conntrack", "limits")
+	for _, want := range []string{"ZONE", "port vm1", "10", "zone", "none", "default limit 50; 6 connections in the table of 65536"} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("limits output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = ctl("--json", "conntrack", "limits")
+	var l api.ConntrackLimits
+	if code != exitOK || json.Unmarshal([]byte(out), &l) != nil || len(l.Zones) != 2 || !l.Zones[1].Override || l.Zones[1].Limit != 0 {
+		t.Fatalf("--json: %d %s", code, out)
+	}
+	if code, _, errOut = ctl("conntrack", "set-limits", "--port", "vm9=3"); code != exitInvalid || !strings.Contains(errOut, "conntrack.zone_limits[0].port") {
+		t.Fatalf("unknown port: %d %s", code, errOut)
+	}
+	if code, _, _ = ctl("conntrack", "set-limits", "--port", "vm1"); code != exitUsage {
+		t.Fatalf("no limit: %d", code)
+	}
+	// Without --default the default stays; no entries clears them.
+	if code, _, errOut = ctl("conntrack", "set-limits"); code != exitOK {
+		t.Fatalf("clear: %d %s", code, errOut)
+	}
+	if c := store.Snapshot().Config.Conntrack; c.ZoneLimit != 50 || len(c.ZoneLimits) != 0 {
+		t.Fatalf("after clearing %+v", c)
+	}
+}

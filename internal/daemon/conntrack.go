@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"fmt"
+
 	"github.com/vswitch/vswitch/api"
 	"github.com/vswitch/vswitch/nat"
 	vswitch "github.com/vswitch/vswitch/switch"
@@ -38,4 +40,42 @@ func tuple(k nat.Key) api.ConnTuple {
 // FlushConnections implements api.Conntracker.
 func (d *Daemon) FlushConnections(q api.ConnQuery) (int, error) {
 	return d.Switch.FlushConnections(connFilter(q))
+}
+
+// ConntrackLimits implements api.ConntrackLimiter.
+func (d *Daemon) ConntrackLimits() *api.ConntrackLimits {
+	def, zs := d.Switch.ZoneUsages()
+	out := &api.ConntrackLimits{DefaultLimit: int(def), MaxEntries: d.Switch.ConntrackSettings().Capacity, Zones: make([]api.ZoneStatus, 0, len(zs))}
+	if t := d.Switch.Conntrack(); t != nil {
+		out.Entries = t.Len()
+	}
+	for _, z := range zs {
+		out.Zones = append(out.Zones, api.ZoneStatus{Zone: int(z.Zone), Owner: z.Owner, Limit: int(z.Limit), Override: z.Own, Count: z.Count})
+	}
+	return out
+}
+
+// zoneLimits is c.ZoneLimits as the switch takes them (c validated).
+func zoneLimits(c api.ConntrackConfig) []vswitch.ZoneLimit {
+	out := make([]vswitch.ZoneLimit, 0, len(c.ZoneLimits))
+	for _, z := range c.ZoneLimits {
+		var n uint32
+		if z.Limit != nil {
+			n = uint32(*z.Limit)
+		}
+		out = append(out, vswitch.ZoneLimit{Port: z.Port, Router: z.Router, Limit: n})
+	}
+	return out
+}
+
+// setConntrack applies c: the table's settings, then the zones' own
+// limits.
+func (d *Daemon) setConntrack(c api.ConntrackConfig) error {
+	if err := d.Switch.SetConntrack(c.NAT()); err != nil {
+		return err
+	}
+	if err := d.Switch.SetZoneLimits(zoneLimits(c)); err != nil {
+		return fmt.Errorf("conntrack.zone_limits: %w", err)
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ func Start(cfg *api.Config, log *logrus.Entry) (*Daemon, error) {
 	})
 	// The conntrack settings are in the start-up config: set them before
 	// anything makes the table, so it gets their size.
-	if err := d.Switch.SetConntrack(cfg.Conntrack.NAT()); err != nil {
+	if err := d.setConntrack(cfg.Conntrack); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("conntrack: %w", err)
 	}
@@ -123,6 +123,9 @@ func (d *Daemon) do(a api.Action) error {
 	case a.Kind == api.KindConntrack:
 		if err := d.Switch.SetConntrack(a.Conntrack.NAT()); err != nil {
 			return fmt.Errorf("conntrack.max_entries: %w; restart vswitchd to make a larger table", err)
+		}
+		if err := d.Switch.SetZoneLimits(zoneLimits(*a.Conntrack)); err != nil {
+			return fmt.Errorf("conntrack.zone_limits: %w", err)
 		}
 		return nil
 	case a.Kind == api.KindLog:
