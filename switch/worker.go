@@ -212,7 +212,7 @@ func (w *Worker) recoverFault(r any) {
 		p.nsel[id] = 0
 	}
 	p.nouch = 0
-	p.drops = [NumDropReasons]uint64{}
+	p.drops, p.ndrops = [NumDropReasons]uint64{}, 0
 	p.tracing = false
 	p.traces = [BatchSize]*Trace{}
 }
