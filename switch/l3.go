@@ -34,6 +34,7 @@ func stageL3(p *pipe, in *portEntry, b *Batch, now uint32, nt *neighTable) {
 	if len(in.bridge.rifs) == 0 {
 		return
 	}
+	p.rmemo = routeMemo{}
 	n := 0
 	for _, i := range p.live[:p.nlive] {
 		if l3one(p, in, b, int(i), now, nt) {
@@ -255,6 +256,20 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	var dst netip.Addr
 	var nhIdx uint32
 	var found bool
+	// A burst is mostly one flow: a destination routed by the packet
+	// before skips the address checks, the LPM and the neighbour lookup.
+	if m := &p.rmemo; m.r == r && ph.TTL > 1 && m.dst.IsValid() {
+		switch ph.EthType {
+		case header.EtherTypeIPv4:
+			dst = netip.AddrFrom4([4]byte(ph.Dst[:4]))
+		case header.EtherTypeIPv6:
+			dst = netip.AddrFrom16(ph.Dst)
+		}
+		if dst == m.dst {
+			forwardRouted(p, ph, h, i, m.out, m.e, dst.Is4())
+			return true
+		}
+	}
 	switch ph.EthType {
 	case header.EtherTypeIPv4:
 		dst = netip.AddrFrom4([4]byte(ph.Dst[:4]))
@@ -322,7 +337,24 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	if now-e.seen >= neighRefresh {
 		refresh(p, in, out, k, e, now)
 	}
-	if dst.Is4() {
+	p.rmemo = routeMemo{r: r, dst: dst, out: out, e: e}
+	forwardRouted(p, ph, h, i, out, e, dst.Is4())
+	return true
+}
+
+// routeMemo is the last destination a batch routed and where it went;
+// stageL3 forgets it at each batch.
+type routeMemo struct {
+	r   *router
+	dst netip.Addr
+	out *rif
+	e   *neighEntry
+}
+
+// forwardRouted sends packet i out of router interface out to neighbour
+// e: TTL or hop limit decremented, MACs rewritten, into out's bridge.
+func forwardRouted(p *pipe, ph *header.Parsed, h []byte, i int, out *rif, e *neighEntry, v4 bool) {
+	if v4 {
 		header.IPv4(h[ph.L3:]).DecTTL()
 	} else {
 		header.IPv6(h[ph.L3:]).DecHopLimit()
@@ -333,7 +365,6 @@ func route(p *pipe, in *portEntry, ri *rif, pkt *Packet, ph *header.Parsed, i in
 	if t := p.tr(i); t != nil {
 		t.at("route").s("via ").s(out.name).s(" vlan ").n(int(out.vlan))
 	}
-	return true
 }
 
 // echoReply answers an ICMP or ICMPv6 echo request to one of the router's

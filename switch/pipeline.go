@@ -30,6 +30,8 @@ type pipe struct {
 	scratch [HeadRoom + HeadLen]byte
 	f       fpipe // the filter and NAT stages' gathered packets
 
+	rmemo routeMemo // the batch's last routed destination (stageL3)
+
 	// hold keeps packets while their next hop resolves; nil in a trace.
 	hold *holdQ
 
