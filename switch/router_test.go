@@ -2,6 +2,7 @@ package vswitch_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -447,5 +448,54 @@ func TestRouterEcho(t *testing.T) {
 	}
 	if d := r.drops(0)["for_router"]; got+int(d) != 150 || got > 100 {
 		t.Fatalf("%d replies, %d dropped", got, d)
+	}
+}
+
+// One batch mixing a flow the router remembers with packets that must not
+// ride on that memory: TTL 1 to the same destination, the router's own
+// address, a destination without a route, a second resolved neighbour.
+func TestRouterBatchMemo(t *testing.T) {
+	r, m10, m20 := routerRig(t)
+	a, b, c := mac(0), mac(1), mac(2)
+	r.fes[1].SendPacket(0, arpFrame(t, layers.ARPReply, b, "10.20.0.2", m20, "10.20.0.1"))
+	r.fes[1].SendPacket(0, arpFrame(t, layers.ARPReply, c, "10.20.0.3", m20, "10.20.0.1"))
+	r.poll()
+	r.fes[1].TxDone(0)
+	r.fes[0].PostRxBuffers(0, 8, 2048)
+	r.fes[1].PostRxBuffers(0, 8, 2048)
+	for _, f := range [][]byte{
+		udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64),
+		udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 1),
+		udp4(t, a, m10, "10.10.0.2", "10.20.0.1", 64),
+		udp4(t, a, m10, "10.10.0.2", "10.20.0.3", 64),
+		udp4(t, a, m10, "10.10.0.2", "192.168.1.1", 64),
+		udp4(t, a, m10, "10.10.0.2", "10.20.0.2", 64),
+	} {
+		r.fes[0].SendPacket(0, f)
+	}
+	r.poll()
+	var to []string
+	for _, f := range r.fes[1].Received(0) {
+		p := decode(t, f)
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if ip.TTL != 63 || !headerSumOK(ip.Contents) {
+			t.Fatalf("routed %v", p)
+		}
+		to = append(to, ip.DstIP.String()+"@"+eth.DstMAC.String())
+	}
+	want := []string{"10.20.0.2@" + b.String(), "10.20.0.3@" + c.String(), "10.20.0.2@" + b.String()}
+	if fmt.Sprint(to) != fmt.Sprint(want) {
+		t.Fatalf("routed %v, want %v", to, want)
+	}
+	var types []layers.ICMPv4TypeCode
+	for _, f := range r.fes[0].Received(0) {
+		types = append(types, decode(t, f).Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4).TypeCode)
+	}
+	if len(types) != 2 || types[0].Type() != layers.ICMPv4TypeTimeExceeded || types[1].Type() != layers.ICMPv4TypeDestinationUnreachable {
+		t.Fatalf("ICMP back %v", types)
+	}
+	if d := r.drops(0); d["ttl_exceeded"] != 1 || d["no_route"] != 1 || d["for_router"] != 1 {
+		t.Fatalf("drops %v", d)
 	}
 }

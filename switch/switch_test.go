@@ -539,3 +539,38 @@ func TestSendRARPAnnouncesGuest(t *testing.T) {
 		t.Fatalf("unicast to the announced MAC reached %d/%d, want port 0 only", n0, n1)
 	}
 }
+
+// The worker defers its interrupt checks to the end of a poll (one fence
+// for all queues): the receiver still gets its receive interrupt and the
+// sender its transmit-completion interrupt, on both ring layouts, and on a
+// split ring again once the driver moves used_event (EVENT_IDX).
+func TestForwardInterruptsBothGuests(t *testing.T) {
+	for _, packed := range []bool{false, true} {
+		r := newRigOpts(t, 2, vhostusertest.Options{Packed: packed})
+		r.fes[0].PostRxBuffers(0, 4, 2048)
+		r.fes[1].PostRxBuffers(0, 4, 2048)
+		round := func() {
+			r.fes[1].SendPacket(0, frame(t, mac(1), mac(0), 50))
+			r.fes[0].SendPacket(0, frame(t, mac(0), mac(1), 50))
+			r.poll()
+		}
+		round()
+		round()
+		if rx, tx := r.fes[1].Interrupts(0), r.fes[0].Interrupts(1); rx == 0 || tx == 0 {
+			t.Fatalf("packed=%v: receiver interrupted %d times, sender %d", packed, rx, tx)
+		}
+		if got := len(r.fes[1].Received(0)); got != 2 {
+			t.Fatalf("packed=%v: received %d", packed, got)
+		}
+		if packed {
+			continue
+		}
+		rx, tx := r.fes[1].Rx(0), r.fes[0].Tx(0)
+		rx.SetUsedEvent(rx.UsedIdx())
+		tx.SetUsedEvent(tx.UsedIdx())
+		round()
+		if rxi, txi := r.fes[1].Interrupts(0), r.fes[0].Interrupts(1); rxi != 1 || txi != 1 {
+			t.Fatalf("after used_event moved: receiver interrupted %d times, sender %d", rxi, txi)
+		}
+	}
+}
