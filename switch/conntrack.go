@@ -235,8 +235,8 @@ func (s *Switch) SetZoneLimits(ls []ZoneLimit) error {
 }
 
 // applyZoneLimits gives the zones of c's ports and routers the limits
-// s.zlimits asks for and returns the zones it set before that no one
-// asks for now to the default (under s.mu).
+// s.zlimits asks for, and returns to the default the zones it set before
+// that the current limits no longer name (under s.mu).
 func (s *Switch) applyZoneLimits(c *config) {
 	t := c.ct
 	if t == nil {

@@ -192,12 +192,12 @@ func TestHoldKeepsOrderAcrossResolution(t *testing.T) {
 func TestNeighProbeClaim(t *testing.T) {
 	e := &neighEntry{mac: 1, seen: 0}
 	got := 0
-	for now := uint32(neighRefresh); now < neighExpire; now++ {
+	for sec := uint32(neighRefresh); sec < neighExpire; sec++ {
 		for w := 0; w < 4; w++ {
-			if e.claimProbe(now) {
+			if e.claimProbe(sec) {
 				got++
 				if w != 0 {
-					t.Fatalf("second %d: claimed twice", now)
+					t.Fatalf("second %d: claimed twice", sec)
 				}
 			}
 		}
