@@ -26,39 +26,41 @@ type pendingNotify struct {
 // publishSplit publishes q's used entries. own says no other worker
 // publishes on q, so its interrupt check may wait for the end of the poll.
 func (w *Worker) publishSplit(q *virtio.SplitQueue, own bool) {
-	if !q.Publish() {
-		return
+	if q.Publish() {
+		w.deferNotify(pendingNotify{split: q}, own)
 	}
-	if !own || w.npending == maxPendingNotify {
-		hw.Fence()
-		q.Notify()
-		return
-	}
-	w.pending[w.npending] = pendingNotify{split: q, port: w.portOf()}
-	w.npending++
 }
 
 // publishPacked is publishSplit for a packed queue.
 func (w *Worker) publishPacked(q *virtio.PackedQueue, own bool) {
-	if !q.Publish() {
-		return
+	if q.Publish() {
+		w.deferNotify(pendingNotify{packed: q}, own)
 	}
+}
+
+// deferNotify queues pn's check for the end of the poll, or makes it now
+// (fenced) when the queue is shared or the list is full.
+func (w *Worker) deferNotify(pn pendingNotify, own bool) {
 	if !own || w.npending == maxPendingNotify {
 		hw.Fence()
-		q.Notify()
+		pn.notify()
 		return
 	}
-	w.pending[w.npending] = pendingNotify{packed: q, port: w.portOf()}
+	// The queue is the output port's during a transmit, else the input's.
+	pn.port = w.cur
+	if w.curOut != nil {
+		pn.port = w.curOut
+	}
+	w.pending[w.npending] = pn
 	w.npending++
 }
 
-// portOf is the port whose queue is being published: the output port
-// during a transmit, else the input port.
-func (w *Worker) portOf() *portEntry {
-	if w.curOut != nil {
-		return w.curOut
+func (pn *pendingNotify) notify() {
+	if pn.split != nil {
+		pn.split.Notify()
+	} else {
+		pn.packed.Notify()
 	}
-	return w.cur
 }
 
 // notifyPending fences once and makes the deferred interrupt checks.
@@ -68,13 +70,8 @@ func (w *Worker) notifyPending() {
 	}
 	hw.Fence()
 	for i := range w.pending[:w.npending] {
-		pn := &w.pending[i]
-		if pn.split != nil {
-			pn.split.Notify()
-		} else {
-			pn.packed.Notify()
-		}
-		*pn = pendingNotify{}
+		w.pending[i].notify()
+		w.pending[i] = pendingNotify{}
 	}
 	w.npending = 0
 }
@@ -97,13 +94,9 @@ func (w *Worker) notifyAfterFault(faulted ...*portEntry) {
 	w.npending = 0
 }
 
-// notifyRecovering is Notify for a queue whose guest memory may fault too
+// notifyRecovering is notify for a queue whose guest memory may fault too
 // (it shrank under us as well): that loses only this interrupt.
 func (pn *pendingNotify) notifyRecovering() {
 	defer func() { recover() }()
-	if pn.split != nil {
-		pn.split.Notify()
-	} else {
-		pn.packed.Notify()
-	}
+	pn.notify()
 }

@@ -195,6 +195,31 @@ type PortCounters struct {
 	Drops     [NumDropReasons]atomic.Uint64
 }
 
+// dropTally counts a batch's drops by reason in plain fields; flush adds
+// them to a port's counters, skipping the scan when nothing was dropped.
+type dropTally struct {
+	n   [NumDropReasons]uint64
+	any bool
+}
+
+func (d *dropTally) add(r DropReason, k uint64) {
+	d.n[r] += k
+	d.any = true
+}
+
+func (d *dropTally) flush(c *PortCounters) {
+	if !d.any {
+		return
+	}
+	for r, n := range d.n {
+		if n != 0 {
+			c.Drops[r].Add(n)
+			d.n[r] = 0
+		}
+	}
+	d.any = false
+}
+
 // DropMap returns the non-zero drop counters by reason name.
 func (c *PortCounters) DropMap() map[string]uint64 {
 	m := map[string]uint64{}

@@ -18,8 +18,7 @@ type pipe struct {
 	br     [BatchSize]*Bridge         // the bridge the L2 stage delivers in
 	live   [BatchSize]uint16
 	nlive  int
-	drops  [NumDropReasons]uint64
-	ndrops int // how many drops are in drops: most batches have none
+	drops  dropTally
 
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
@@ -50,8 +49,7 @@ type pipe struct {
 }
 
 func (p *pipe) drop(i int, r DropReason, stage string) {
-	p.drops[r]++
-	p.ndrops++
+	p.drops.add(r, 1)
 	if t := p.tr(i); t != nil {
 		t.at(stage).s("drop: ").s(r.String())
 		t.dropped(r)

@@ -126,8 +126,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 	if snd.on {
 		skip = 0
 	}
-	var drops [NumDropReasons]uint64
-	ndrop := 0
+	var drops dropTally
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
@@ -137,8 +136,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainOK {
-			drops[cerr]++
-			ndrop++
+			drops.add(DropReason(cerr), 1)
 			if cerr != virtio.ChainBadHead {
 				txq.PutUsed(head, 0)
 			}
@@ -146,8 +144,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		}
 		frame := total - hdrLen
 		if frame < EthHdrLen {
-			drops[DropRunt]++
-			ndrop++
+			drops.add(DropRunt, 1)
 			txq.PutUsed(head, 0)
 			continue
 		}
@@ -156,7 +153,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, ndrop, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -182,8 +179,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	if snd.on {
 		skip = 0
 	}
-	var drops [NumDropReasons]uint64
-	ndrop := 0
+	var drops dropTally
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
@@ -192,8 +188,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainOK {
-			drops[cerr]++
-			ndrop++
+			drops.add(DropReason(cerr), 1)
 			if cerr != virtio.ChainBadHead {
 				txq.PutUsed(head, 0)
 			}
@@ -201,8 +196,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		}
 		frame := total - hdrLen
 		if frame < EthHdrLen {
-			drops[DropRunt]++
-			ndrop++
+			drops.add(DropRunt, 1)
 			txq.PutUsed(head, 0)
 			continue
 		}
@@ -211,7 +205,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		b.N++
 	}
 	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, ndrop, c, &bad)
+	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
 	for _, d := range bad[:nbad] {
 		txq.PutUsed(d, 0)
 	}
@@ -228,7 +222,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 // headers ask for, and count. Frames with a header that does not fit
 // their frame leave the batch: their descriptor heads are put in bad for
 // the caller to return; it returns how many.
-func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReasons]uint64, ndrop int, c *PortCounters, bad *[BatchSize]uint16) int {
+func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c *PortCounters, bad *[BatchSize]uint16) int {
 	var bytes uint64
 	var refused [BatchSize]bool
 	nbad := 0
@@ -246,11 +240,7 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReaso
 				copy(vh[:hdrLen], s0)
 			}
 			pkt.NHead = copy(pkt.Head[HeadRoom:HeadRoom+want], s0[hdrLen:])
-			if rest := s0[hdrLen+want:]; len(rest) > 0 {
-				pkt.Segs[0] = rest
-			} else {
-				pkt.trimFirst()
-			}
+			pkt.trim(hdrLen + want)
 		} else {
 			if snd.on {
 				pkt.gather(vh[:hdrLen])
@@ -272,17 +262,10 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *[NumDropReaso
 		bytes += uint64(pkt.Len)
 	}
 	if nbad > 0 {
-		drops[DropBadOffload] += uint64(nbad)
-		ndrop += nbad
+		drops.add(DropBadOffload, uint64(nbad))
 		b.N = compact(b, first, &refused)
 	}
-	if ndrop > 0 {
-		for r, n := range drops {
-			if n != 0 {
-				c.Drops[r].Add(n)
-			}
-		}
-	}
+	drops.flush(c)
 	if b.N > first {
 		c.RxPackets.Add(uint64(b.N - first))
 		c.RxBytes.Add(bytes)
@@ -318,14 +301,6 @@ func (pkt *Packet) trim(n int) {
 		copy(pkt.Segs[:], pkt.Segs[i:pkt.NSegs])
 		pkt.NSegs -= i
 	}
-}
-
-// trimFirst drops the first segment, which was consumed whole.
-func (pkt *Packet) trimFirst() {
-	if pkt.NSegs > 1 {
-		copy(pkt.Segs[:], pkt.Segs[1:pkt.NSegs])
-	}
-	pkt.NSegs--
 }
 
 // gather copies the first len(dst) bytes of the segments into dst and

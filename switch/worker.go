@@ -212,7 +212,7 @@ func (w *Worker) recoverFault(r any) {
 		p.nsel[id] = 0
 	}
 	p.nouch = 0
-	p.drops, p.ndrops = [NumDropReasons]uint64{}, 0
+	p.drops = dropTally{}
 	p.tracing = false
 	p.traces = [BatchSize]*Trace{}
 }
@@ -317,7 +317,7 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 // caller then flushes the rejects the filters queued (flushRejects).
 func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 	p := &w.pipe
-	p.flushDrops(in)
+	p.drops.flush(in.Counters)
 	for _, id := range p.touched[:p.nouch] {
 		n := p.nsel[id]
 		p.nsel[id] = 0
@@ -327,7 +327,7 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 			continue
 		}
 		sel := stageFilterOut(p, w, c, out, b, p.sel[id][:n], now)
-		p.flushDrops(out)
+		p.drops.flush(out.Counters)
 		if len(sel) == 0 {
 			continue
 		}
@@ -373,18 +373,4 @@ func (w *Worker) xconnect(in *portEntry, br *Bridge, b *Batch) {
 	w.curOut = peer
 	peer.Port.Transmit(w, b, identity[:b.N], peer.Counters)
 	w.curOut = nil
-}
-
-// flushDrops adds the drops the stages counted to port pe's counters.
-func (p *pipe) flushDrops(pe *portEntry) {
-	if p.ndrops == 0 {
-		return
-	}
-	for r, n := range p.drops {
-		if n != 0 {
-			pe.Counters.Drops[r].Add(n)
-			p.drops[r] = 0
-		}
-	}
-	p.ndrops = 0
 }
