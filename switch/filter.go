@@ -33,6 +33,7 @@ const (
 type filter struct {
 	snap  *acl.Snapshot
 	flags [MaxPorts]uint8
+	none  bool // no port is filtered: stages past the VLAN tags may be skipped
 }
 
 // aclDrop and natDrop map the filter packages' reasons to the switch's.
@@ -75,6 +76,7 @@ var (
 func compileFilter(c *config, fc *acl.Config) (*filter, error) {
 	f := &filter{}
 	if fc == nil {
+		f.none = true
 		return f, nil
 	}
 	ids := map[string]uint16{}
@@ -114,6 +116,7 @@ func compileFilter(c *config, fc *acl.Config) (*filter, error) {
 		return nil, err
 	}
 	f.snap = snap
+	f.none = f.flags == [MaxPorts]uint8{}
 	return f, nil
 }
 

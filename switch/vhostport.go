@@ -102,8 +102,25 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	}
 	if n > first {
 		p.qrx[q].Add(uint64(n - first))
+		if copiedWhole(b, first) {
+			p.Release(w, b)
+		}
 	}
 	return n
+}
+
+// copiedWhole reports whether every frame from first on was copied whole
+// into its head (any small-frame batch). Their chains can then go back to
+// the guest at once, while the ring's lines are still in this core's
+// cache, instead of after the forward, when the guest's polling may have
+// pulled them away.
+func copiedWhole(b *Batch, first int) bool {
+	for i := first; i < b.N; i++ {
+		if b.Pkts[i].NSegs != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // receiveSplit dequeues a split transmit queue (DPDK virtio_dev_tx_split).

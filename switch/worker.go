@@ -291,7 +291,7 @@ func (w *Worker) forward(in *portEntry, b *Batch) {
 	}
 	st := &w.tally.stage
 	st[StageClassify] += uint64(b.N)
-	stageClassify(p, in, b, c.filt == nil && len(in.bridge.rifs) == 0)
+	stageClassify(p, in, b, (c.filt == nil || c.filt.none) && len(in.bridge.rifs) == 0)
 	st[StageFilterIn] += uint64(p.nlive)
 	stageFilterIn(p, w, c, in, b, now)
 	st[StageNAT] += uint64(p.nlive)
