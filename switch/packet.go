@@ -41,8 +41,7 @@ type Packet struct {
 	NHead int
 	Off   int // where the frame starts in Head
 	NSegs int
-	desc  uint16 // the sender's descriptor head, returned on release
-	local bool   // made by the switch (RARP): nothing to release
+	local bool // made by the switch (RARP): nothing to release
 	// Offload is what the sender's virtio-net header asked for (a partial
 	// checksum, TCP segmentation), validated; zero for complete frames.
 	// Its offsets count from the frame start (Head[Off]).
@@ -61,7 +60,12 @@ type Batch struct {
 	InQueue int                 // the input port's queue the packets came from
 	srcQ    *virtio.SplitQueue  // the queue the packets came from (vhost-user, split)
 	srcPQ   *virtio.PackedQueue // or (packed)
-	Pkts    [BatchSize]Packet
+	// ret lists the sender's chains to return, in the order they were
+	// taken: refused ones too, so a driver that negotiated IN_ORDER gets
+	// them back in ring order.
+	ret  [BatchSize]uint16
+	nret int
+	Pkts [BatchSize]Packet
 }
 
 // DropReason says why a packet was dropped. Every drop is counted with one.

@@ -102,9 +102,9 @@ func (p *VhostPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 	}
 	if n > first {
 		p.qrx[q].Add(uint64(n - first))
-		if copiedWhole(b, first) {
-			p.Release(w, b)
-		}
+	}
+	if n == 0 || copiedWhole(b, first) {
+		p.Release(w, b) // nothing to forward, or nothing left in the chains
 	}
 	return n
 }
@@ -128,7 +128,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 	if txq == nil {
 		return b.N
 	}
-	b.srcQ = txq
+	b.srcQ, b.nret = txq, 0
 	avail, err := txq.Avail()
 	if err != nil {
 		p.stopCorrupt(st, c)
@@ -152,31 +152,24 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 	for k := 0; k < avail; k++ {
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
+		if cerr != virtio.ChainBadHead {
+			b.ret[b.nret] = head
+			b.nret++
+		}
 		if cerr != virtio.ChainOK {
 			drops.add(DropReason(cerr), 1)
-			if cerr != virtio.ChainBadHead {
-				txq.PutUsed(head, 0)
-			}
 			continue
 		}
 		frame := total - hdrLen
 		if frame < EthHdrLen {
 			drops.add(DropRunt, 1)
-			txq.PutUsed(head, 0)
 			continue
 		}
-		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
+		pkt.Len, pkt.local, pkt.NSegs = frame, false, nseg
 		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
-	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
-	for _, d := range bad[:nbad] {
-		txq.PutUsed(d, 0)
-	}
-	if b.N == 0 {
-		txq.Flush() // return refused chains now
-	}
+	finishReceive(b, first, hdrLen, snd, &drops, c)
 	return b.N
 }
 
@@ -187,7 +180,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	if txq == nil {
 		return b.N
 	}
-	b.srcPQ = txq
+	b.srcPQ, b.nret = txq, 0
 	avail := txq.AvailUpTo(BatchSize - b.N)
 	txq.PrefetchW(avail)
 	hdrLen := st.HdrLen
@@ -204,31 +197,24 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	for k := 0; k < avail && txq.Pending() > 0; k++ {
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
+		if cerr != virtio.ChainBadHead {
+			b.ret[b.nret] = head
+			b.nret++
+		}
 		if cerr != virtio.ChainOK {
 			drops.add(DropReason(cerr), 1)
-			if cerr != virtio.ChainBadHead {
-				txq.PutUsed(head, 0)
-			}
 			continue
 		}
 		frame := total - hdrLen
 		if frame < EthHdrLen {
 			drops.add(DropRunt, 1)
-			txq.PutUsed(head, 0)
 			continue
 		}
-		pkt.Len, pkt.desc, pkt.local, pkt.NSegs = frame, head, false, nseg
+		pkt.Len, pkt.local, pkt.NSegs = frame, false, nseg
 		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
-	var bad [BatchSize]uint16
-	nbad := finishReceive(b, first, hdrLen, snd, &drops, c, &bad)
-	for _, d := range bad[:nbad] {
-		txq.PutUsed(d, 0)
-	}
-	if b.N == 0 {
-		txq.Flush() // return refused chains now
-	}
+	finishReceive(b, first, hdrLen, snd, &drops, c)
 	return b.N
 }
 
@@ -237,9 +223,8 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 // else, so as many misses as the core can hold are in flight at once, then
 // copy the virtio-net headers and the heads out, check the offloads the
 // headers ask for, and count. Frames with a header that does not fit
-// their frame leave the batch: their descriptor heads are put in bad for
-// the caller to return; it returns how many.
-func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c *PortCounters, bad *[BatchSize]uint16) int {
+// their frame leave the batch (their chains are in b.ret already).
+func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c *PortCounters) {
 	var bytes uint64
 	var refused [BatchSize]bool
 	nbad := 0
@@ -270,7 +255,7 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c 
 		if snd.on && vh[0]|vh[1] != 0 { // flags or gso_type: a request
 			m, ok := offload.Check(offload.DecodeHdr(vh[:]), snd.s, pkt.HeadBytes(), pkt.Len)
 			if !ok {
-				refused[i], bad[nbad] = true, pkt.desc
+				refused[i] = true
 				nbad++
 				continue
 			}
@@ -287,7 +272,6 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c 
 		c.RxPackets.Add(uint64(b.N - first))
 		c.RxBytes.Add(bytes)
 	}
-	return nbad
 }
 
 // sinkDesc keeps the descriptor touch loads from being optimized away.
@@ -371,27 +355,25 @@ func buildRARP(b []byte, mac uint64) int {
 }
 
 // Release implements Port: the frames were copied, the guest gets its
-// transmit buffers back with one used-index update.
+// transmit buffers back, in the order it made them available, with one
+// used-index update.
 func (p *VhostPort) Release(w *Worker, b *Batch) {
 	// A transmit queue has one worker: its interrupt check can wait.
 	if q := b.srcQ; q != nil {
-		for i := 0; i < b.N; i++ {
-			if !b.Pkts[i].local {
-				q.PutUsed(b.Pkts[i].desc, 0)
-			}
+		for _, d := range b.ret[:b.nret] {
+			q.PutUsed(d, 0)
 		}
 		w.publishSplit(q, true)
 		b.srcQ = nil
 	}
 	if q := b.srcPQ; q != nil {
-		for i := 0; i < b.N; i++ {
-			if !b.Pkts[i].local {
-				q.PutUsed(b.Pkts[i].desc, 0)
-			}
+		for _, d := range b.ret[:b.nret] {
+			q.PutUsed(d, 0)
 		}
 		w.publishPacked(q, true)
 		b.srcPQ = nil
 	}
+	b.nret = 0
 }
 
 // Transmit implements Port: each frame is written straight from the

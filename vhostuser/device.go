@@ -678,6 +678,7 @@ func (d *Device) resume() {
 				Size: v.num, Desc: v.addr.Desc, Driver: v.addr.Avail, Device: v.addr.Used,
 				LastAvail: uint16(v.base), LastUsed: uint16(v.base >> 16),
 				EventIdx: d.features&virtio.Bit(virtio.RingFEventIdx) != 0, CallFd: v.callFd,
+				InOrder: d.features&virtio.Bit(virtio.FInOrder) != 0,
 			})
 			if err != nil {
 				v.failed = true

@@ -42,6 +42,7 @@ type PackedConfig struct {
 	LastAvail uint16 // SET_VRING_BASE: index | wrap counter << 15
 	LastUsed  uint16 // the same for the used side (QEMU sends it); 0: as LastAvail
 	EventIdx  bool
+	InOrder   bool // VIRTIO_F_IN_ORDER: the driver takes one used element for a batch
 	CallFd    int
 }
 
@@ -62,6 +63,7 @@ type PackedQueue struct {
 
 	mem      *Memory
 	eventIdx bool
+	inOrder  bool
 	callFd   int
 
 	lastAvail uint16 // next descriptor slot to read
@@ -74,6 +76,7 @@ type PackedQueue struct {
 	counts    []uint16     // descriptors per chain, by buffer id
 	shadow    []packedUsed // used elements of this batch
 	nshadow   int
+	written   bool // some element of the batch has a length
 	callBuf   [8]byte
 
 	notified      uint16 // usedIdx as of the last interrupt check
@@ -118,6 +121,7 @@ func NewPackedQueue(mem *Memory, cfg PackedConfig) (*PackedQueue, error) {
 		deviceEvt: (*uint32)(unsafe.Pointer(&dev[0])),
 		mem:       mem,
 		eventIdx:  cfg.EventIdx,
+		inOrder:   cfg.InOrder,
 		callFd:    cfg.CallFd,
 		lastAvail: cfg.LastAvail &^ PackedWrapBit,
 		availWrap: cfg.LastAvail&PackedWrapBit != 0,
@@ -331,6 +335,7 @@ func (q *PackedQueue) PutUsed(id uint16, written uint32) {
 	}
 	q.shadow[q.nshadow] = packedUsed{id: id, count: q.counts[id%q.size], len: written}
 	q.nshadow++
+	q.written = q.written || written != 0
 }
 
 // Flush writes this batch's used elements into the ring and interrupts the
@@ -352,6 +357,9 @@ func (q *PackedQueue) Publish() bool {
 		return false
 	}
 	headIdx, headWord := q.usedIdx, uint32(0)
+	if q.inOrder && !q.written && q.nshadow > 1 {
+		headWord = q.publishInOrder()
+	}
 	for k := 0; k < q.nshadow; k++ {
 		e := q.shadow[k]
 		flags := uint16(0)
@@ -376,13 +384,43 @@ func (q *PackedQueue) Publish() bool {
 			q.usedWrap = !q.usedWrap
 		}
 	}
-	q.nshadow = 0
+	q.nshadow, q.written = 0, false
 	hw.StoreRelease32(&q.desc[headIdx].idFlags, headWord)
 	if q.callFd < 0 || q.notifyPending {
 		return false
 	}
 	q.notifyPending = true
 	return true
+}
+
+// publishInOrder is Publish for a batch of chains returned in the order
+// they were made available, with nothing written into them (a transmit
+// queue): with IN_ORDER one used element, carrying the last buffer's id,
+// stands for the whole batch (virtio 1.2, packed "In-order use of
+// descriptors"), as DPDK's dequeue
+// writes it. The driver then reads one descriptor line instead of one per
+// four chains. It leaves the shadow empty and returns the element's word
+// for Publish to store last.
+func (q *PackedQueue) publishInOrder() uint32 {
+	total := uint32(0)
+	for _, e := range q.shadow[:q.nshadow] {
+		total += uint32(e.count)
+	}
+	flags := uint16(0)
+	if q.usedWrap {
+		flags = DescFAvail | DescFUsed
+	}
+	q.desc[q.usedIdx].len = 0
+	word := uint32(q.shadow[q.nshadow-1].id) | uint32(flags)<<16
+	q.unnotified += total
+	// The batch's chains were taken from the ring: total <= size.
+	idx := uint32(q.usedIdx) + total
+	if idx >= uint32(q.size) {
+		idx -= uint32(q.size)
+		q.usedWrap = !q.usedWrap
+	}
+	q.usedIdx, q.nshadow = uint16(idx), 0
+	return word
 }
 
 // Notify interrupts the guest if its event suppression asks for what was

@@ -213,7 +213,9 @@ func (f *Frontend) handshake() error {
 	n := 2 * o.QueuePairs
 	for i := 0; i < n; i++ {
 		if f.packed {
-			f.prings = append(f.prings, f.g.NewPackedRing(o.RingSize))
+			pr := f.g.NewPackedRing(o.RingSize)
+			pr.InOrder = f.Features&virtio.Bit(virtio.FInOrder) != 0
+			f.prings = append(f.prings, pr)
 		} else {
 			f.rings = append(f.rings, f.g.NewSplitRing(o.RingSize))
 		}

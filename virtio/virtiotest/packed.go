@@ -29,6 +29,16 @@ type PackedRing struct {
 	freeIDs             []uint16
 	inflight            []*pchain // by buffer id
 	pool                map[int][]uint64
+
+	// InOrder is set when VIRTIO_F_IN_ORDER was negotiated: a used
+	// element stands for every chain made available up to its buffer
+	// id, as DPDK's in-order driver reads it.
+	InOrder bool
+	order   []uint16 // with InOrder: ids in flight, in the order made available (a ring)
+	first   int      // order's oldest entry
+	norder  int
+	batch   int    // chains the in-order element read last still completes
+	lastLen uint32 // that element's length, for its last chain
 }
 
 // NewPackedRing lays out a packed ring of size descriptors.
@@ -39,7 +49,7 @@ func (g *Guest) NewPackedRing(size uint16) *PackedRing {
 	r := &PackedRing{g: g, size: size, DescAddr: g.Alloc(DescSize*int(size), 16),
 		DriverAddr: g.Alloc(4, 4), DeviceAddr: g.Alloc(4, 4),
 		availWrap: true, usedWrap: true, freeDescs: int(size),
-		inflight: make([]*pchain, size), pool: map[int][]uint64{}}
+		inflight: make([]*pchain, size), order: make([]uint16, size), pool: map[int][]uint64{}}
 	for i := int(size) - 1; i >= 0; i-- {
 		r.freeIDs = append(r.freeIDs, uint16(i))
 	}
@@ -115,18 +125,49 @@ func (r *PackedRing) post(id uint16) {
 		}
 	}
 	r.freeDescs -= len(c.bufs)
+	if r.InOrder {
+		r.order[(r.first+r.norder)%len(r.order)] = id
+		r.norder++
+	}
 	r.g.store16(r.DescAddr+uint64(head)*DescSize+14, headFlags)
 }
 
 // nextUsed reads the used element at the used position, if the device
-// published one, and steps past its chain.
+// published one, and steps past its chain. With InOrder an element whose
+// id is not the oldest chain's completes the chains before it too (with
+// no length); they are returned one by one first.
 func (r *PackedRing) nextUsed() (id uint16, length uint32, c *pchain, ok bool) {
-	at := r.DescAddr + uint64(r.usedIdx)*DescSize
-	f := r.g.load16(at + 14)
-	if (f&virtio.DescFAvail != 0) != r.usedWrap || (f&virtio.DescFUsed != 0) != r.usedWrap {
-		return 0, 0, nil, false
+	if r.batch == 0 {
+		at := r.DescAddr + uint64(r.usedIdx)*DescSize
+		f := r.g.load16(at + 14)
+		if (f&virtio.DescFAvail != 0) != r.usedWrap || (f&virtio.DescFUsed != 0) != r.usedWrap {
+			return 0, 0, nil, false
+		}
+		id, length = r.g.U16(at+12), r.g.U32(at+8)
+		if !r.InOrder {
+			return r.stepUsed(id, length)
+		}
+		k := 0
+		for k < r.norder && r.order[(r.first+k)%len(r.order)] != id {
+			k++
+		}
+		if k == r.norder { // not in flight: a device bug, reported as is
+			return r.stepUsed(id, length)
+		}
+		r.batch, r.lastLen = k+1, length
 	}
-	id, length = r.g.U16(at+12), r.g.U32(at+8)
+	id = r.order[r.first]
+	r.first = (r.first + 1) % len(r.order)
+	r.norder--
+	if r.batch--; r.batch == 0 {
+		length = r.lastLen
+	}
+	return r.stepUsed(id, length)
+}
+
+// stepUsed steps the used position past chain id.
+func (r *PackedRing) stepUsed(id uint16, length uint32) (uint16, uint32, *pchain, bool) {
+	var c *pchain
 	n := uint16(1)
 	if id < r.size && r.inflight[id] != nil {
 		c = r.inflight[id]
