@@ -312,7 +312,7 @@ func (w *Worker) releaseHop(c *config, k neighKey, mac uint64, now uint32) {
 func (w *Worker) releaseBatch(c *config, in *portEntry, now uint32) {
 	b, p := &w.batch, &w.pipe
 	b.InPort, b.InQueue = in.ID, 0
-	p.nlive = b.N
+	p.nlive, p.untagged = b.N, false
 	w.cur = nil // a fault now is the output port's: the input port's buffers are long returned
 	stageL2(p, c, in, b, now)
 	w.output(in, b, c, now)

@@ -19,6 +19,9 @@ type pipe struct {
 	live   [BatchSize]uint16
 	nlive  int
 	drops  dropTally
+	// untagged says every packet is untagged in VLAN 0 and no stage can
+	// change that (a plain bridge): no egress tagging to do.
+	untagged bool
 
 	// Per output port, the packets of the current batch going there.
 	sel     [MaxPorts][BatchSize]uint16
@@ -80,6 +83,7 @@ func (p *pipe) add(port uint16, i uint16) {
 // bridge), so only the Ethernet header is parsed, except for traced packets.
 func stageClassify(p *pipe, in *portEntry, b *Batch, l2 bool) {
 	n := 0
+	untagged := l2
 	for i := 0; i < b.N; i++ {
 		pkt := &b.Pkts[i]
 		ph := &p.parsed[i]
@@ -101,13 +105,14 @@ func stageClassify(p *pipe, in *portEntry, b *Batch, l2 bool) {
 		}
 		p.vlan[i], p.tci[i] = vid, uint16(ph.PCP)<<13
 		p.routed[i], p.br[i] = false, in.bridge
+		untagged = untagged && !ph.Tagged && vid == 0
 		if t := p.tr(i); t != nil {
 			traceVLAN(t, ph, vid)
 		}
 		p.live[n] = uint16(i)
 		n++
 	}
-	p.nlive = n
+	p.nlive, p.untagged = n, untagged
 }
 
 // stageL2 learns source MACs in (VLAN, MAC) and selects output ports: the

@@ -331,7 +331,9 @@ func (w *Worker) output(in *portEntry, b *Batch, c *config, now uint32) {
 		if len(sel) == 0 {
 			continue
 		}
-		stageEgressVLAN(p, out, b, sel)
+		if !p.untagged {
+			stageEgressVLAN(p, out, b, sel)
+		}
 		w.tally.stage[StageOutput] += uint64(len(sel))
 		w.curOut = out
 		out.Port.Transmit(w, b, sel, out.Counters)

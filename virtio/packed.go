@@ -47,9 +47,8 @@ type PackedConfig struct {
 }
 
 type packedUsed struct {
-	id    uint16
-	count uint16
-	len   uint32
+	id  uint16
+	len uint32
 }
 
 // PackedQueue is the engine for one packed virtqueue, with the same method
@@ -76,7 +75,6 @@ type PackedQueue struct {
 	counts    []uint16     // descriptors per chain, by buffer id
 	shadow    []packedUsed // used elements of this batch
 	nshadow   int
-	written   bool // some element of the batch has a length
 	callBuf   [8]byte
 
 	notified      uint16 // usedIdx as of the last interrupt check
@@ -222,6 +220,23 @@ func (q *PackedQueue) Next(segs *[MaxSegs][]byte, writable bool) (id uint16, nse
 		want = DescFWrite
 	}
 	i, w := q.lastAvail, q.availWrap
+	// The usual chain, one direct descriptor, without the walk's checks.
+	word := atomic.LoadUint32(&q.desc[i].idFlags) // acquire: then addr and len
+	if flags := uint16(word >> 16); flags&(DescFNext|DescFIndirect|DescFWrite) == want && isAvail(flags, w) {
+		d := &q.desc[i]
+		id = uint16(word)
+		if n := d.len; id < q.size && n != 0 && n <= MaxChainBytes {
+			if b, ok := q.mem.Translate(d.addr, uint64(n)); ok {
+				segs[0] = b
+				if i++; i == q.size {
+					i, w = 0, !w
+				}
+				q.lastAvail, q.availWrap = i, w
+				q.counts[id] = 1
+				return id, 1, int(n), ChainOK
+			}
+		}
+	}
 	count := uint16(0)
 	for {
 		if count == q.size {
@@ -330,12 +345,22 @@ func (q *PackedQueue) Unpop() { q.lastAvail, q.availWrap = q.prevAvail, q.prevWr
 // PutUsed returns the chain with buffer id and the bytes written. The
 // guest sees it after the next Flush.
 func (q *PackedQueue) PutUsed(id uint16, written uint32) {
-	if q.nshadow == len(q.shadow) {
+	k := q.nshadow
+	if k >= len(q.shadow) {
 		q.Flush() // cannot happen with chains from Next; keeps it safe
+		k = 0
 	}
-	q.shadow[q.nshadow] = packedUsed{id: id, count: q.counts[id%q.size], len: written}
-	q.nshadow++
-	q.written = q.written || written != 0
+	q.shadow[k] = packedUsed{id: id, len: written}
+	q.nshadow = k + 1
+}
+
+// chainLen is how many descriptors chain id took (Next recorded it); an
+// id past the ring, which Next never returns, counts one.
+func (q *PackedQueue) chainLen(id uint16) uint16 {
+	if int(id) < len(q.counts) {
+		return q.counts[id]
+	}
+	return 1
 }
 
 // Flush writes this batch's used elements into the ring and interrupts the
@@ -357,7 +382,7 @@ func (q *PackedQueue) Publish() bool {
 		return false
 	}
 	headIdx, headWord := q.usedIdx, uint32(0)
-	if q.inOrder && !q.written && q.nshadow > 1 {
+	if q.inOrder && q.nshadow > 1 && q.nothingWritten() {
 		headWord = q.publishInOrder()
 	}
 	for k := 0; k < q.nshadow; k++ {
@@ -377,19 +402,30 @@ func (q *PackedQueue) Publish() bool {
 		} else {
 			d.idFlags = word
 		}
-		q.unnotified += uint32(e.count)
-		q.usedIdx += e.count
+		n := q.chainLen(e.id)
+		q.unnotified += uint32(n)
+		q.usedIdx += n
 		if q.usedIdx >= q.size {
 			q.usedIdx -= q.size
 			q.usedWrap = !q.usedWrap
 		}
 	}
-	q.nshadow, q.written = 0, false
+	q.nshadow = 0
 	hw.StoreRelease32(&q.desc[headIdx].idFlags, headWord)
 	if q.callFd < 0 || q.notifyPending {
 		return false
 	}
 	q.notifyPending = true
+	return true
+}
+
+// nothingWritten says no used element of the batch has a length.
+func (q *PackedQueue) nothingWritten() bool {
+	for _, e := range q.shadow[:q.nshadow] {
+		if e.len != 0 {
+			return false
+		}
+	}
 	return true
 }
 
@@ -404,7 +440,7 @@ func (q *PackedQueue) Publish() bool {
 func (q *PackedQueue) publishInOrder() uint32 {
 	total := uint32(0)
 	for _, e := range q.shadow[:q.nshadow] {
-		total += uint32(e.count)
+		total += uint32(q.chainLen(e.id))
 	}
 	flags := uint16(0)
 	if q.usedWrap {

@@ -77,6 +77,10 @@ func (r *PackedRing) FreeDescs() int {
 	return r.freeDescs
 }
 
+// SetDriverFlags sets the driver event suppression flags field
+// (virtio.EventFlagsDisable: a polling driver wants no interrupts).
+func (r *PackedRing) SetDriverFlags(f uint16) { r.g.store16(r.DriverAddr+2, f) }
+
 // DeviceFlags is the device event suppression flags field
 // (virtio.EventFlagsDisable: the device wants no kicks).
 func (r *PackedRing) DeviceFlags() uint16 { return r.g.load16(r.DeviceAddr + 2) }
