@@ -45,6 +45,9 @@ func receiverCaps(f uint64) offload.Caps {
 // completed here, in the switch's copy of the head. nf is 0 when a frame
 // (or a segment) exceeds the receiver's MTU, counted.
 func (t *txTally) plan(pkt *Packet) (nf int, whole bool) {
+	if m := &pkt.Offload; m.Flags|m.GSO == 0 && pkt.Len <= t.maxLen {
+		return 1, true // no request: the frame goes as it is
+	}
 	if pkt.Offload.SegLen(pkt.Len) > t.maxLen {
 		t.tooBig++
 		return 0, true

@@ -239,10 +239,18 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c 
 		if s0 := pkt.Segs[0]; len(s0) >= hdrLen+want {
 			// The usual chain: header and head in the first buffer.
 			if snd.on {
-				copy(vh[:hdrLen], s0)
+				if hdrLen == len(vh) {
+					vh = [12]byte(s0)
+				} else {
+					copy(vh[:hdrLen], s0)
+				}
 			}
 			pkt.NHead = copy(pkt.Head[HeadRoom:HeadRoom+want], s0[hdrLen:])
-			pkt.trim(hdrLen + want)
+			if rest := s0[hdrLen+want:]; len(rest) > 0 {
+				pkt.Segs[0] = rest
+			} else {
+				pkt.trim(hdrLen + want) // the first buffer is used up
+			}
 		} else {
 			if snd.on {
 				pkt.gather(vh[:hdrLen])
@@ -298,7 +306,9 @@ func (pkt *Packet) trim(n int) {
 		n -= len(pkt.Segs[i])
 		i++
 	}
-	if i > 0 {
+	if i == pkt.NSegs {
+		pkt.NSegs = 0 // all used up: nothing to move
+	} else if i > 0 {
 		copy(pkt.Segs[:], pkt.Segs[i:pkt.NSegs])
 		pkt.NSegs -= i
 	}
