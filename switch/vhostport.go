@@ -181,7 +181,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 		return b.N
 	}
 	b.srcPQ, b.nret = txq, 0
-	avail := txq.AvailUpTo(BatchSize - b.N)
+	avail := txq.ChainsUpTo(BatchSize - b.N)
 	txq.PrefetchW(avail)
 	hdrLen := st.HdrLen
 	snd := senderOf(st)
@@ -193,8 +193,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 	// Pass 1 walks the chains, prefetching each frame's head; finishReceive
 	// then copies the heads out.
 	first := b.N
-	// Avail counted descriptors, not chains: stop when none is left.
-	for k := 0; k < avail && txq.Pending() > 0; k++ {
+	for k := 0; k < avail; k++ {
 		pkt := &b.Pkts[b.N]
 		head, nseg, total, cerr := txq.Next(&pkt.Segs, false)
 		if cerr != virtio.ChainBadHead {

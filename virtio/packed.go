@@ -187,6 +187,27 @@ func (q *PackedQueue) AvailUpTo(max int) int {
 	return n
 }
 
+// ChainsUpTo counts the whole chains available from the next slot, at
+// most max: descriptors up to one without NEXT. Next takes one each, so a
+// caller can loop that many times without asking Pending.
+func (q *PackedQueue) ChainsUpTo(max int) int {
+	n, chains, i, w := 0, 0, q.lastAvail, q.availWrap
+	for chains < max && n < int(q.size) {
+		f := q.flagsAt(i)
+		if !isAvail(f, w) {
+			break
+		}
+		if f&DescFNext == 0 {
+			chains++
+		}
+		n++
+		if i++; i == q.size {
+			i, w = 0, !w
+		}
+	}
+	return chains
+}
+
 // Pending says whether another chain can be taken now.
 func (q *PackedQueue) Pending() int {
 	if isAvail(q.flagsAt(q.lastAvail), q.availWrap) {
@@ -284,7 +305,7 @@ func (q *PackedQueue) Next(segs *[MaxSegs][]byte, writable bool) (id uint16, nse
 	}
 	if count == 0 {
 		// The head is not available (a guest flipped it back after
-		// Pending): nothing was taken.
+		// Pending or ChainsUpTo): nothing was taken.
 		return 0, 0, 0, ChainBadHead
 	}
 	q.lastAvail, q.availWrap = i, w

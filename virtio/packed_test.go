@@ -120,6 +120,9 @@ func TestPackedDequeueAndWrap(t *testing.T) {
 		if n, err := q.Avail(); err != nil || n != 3 {
 			t.Fatalf("round %d: Avail %d %v, want 3 descriptors", round, n, err)
 		}
+		if c1, c := q.ChainsUpTo(1), q.ChainsUpTo(8); c1 != 1 || c != 2 {
+			t.Fatalf("round %d: ChainsUpTo %d and %d, want 1 and 2 chains", round, c1, c)
+		}
 		got1, n1, t1, e1 := q.Next(&segs, false)
 		if e1 != virtio.ChainOK || got1 != id1 || n1 != 1 || t1 != 10 || segs[0][0] != byte(round) {
 			t.Fatalf("round %d: chain 1: id %d nseg %d total %d err %v", round, got1, n1, t1, e1)
