@@ -251,7 +251,6 @@ func (p *AFXDPPort) Receive(w *Worker, q int, b *Batch, c *PortCounters) int {
 		pkt.Len = int(d.Len)
 		pkt.Off = HeadRoom
 		pkt.NHead = copy(pkt.Head[HeadRoom:], frame)
-		pkt.local = false
 		pkt.NSegs = 0
 		pkt.Offload = offload.Meta{} // nothing tells an XDP socket of partial checksums
 		if pkt.Len > HeadLen {

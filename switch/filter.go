@@ -323,7 +323,7 @@ func rejectIngress(p *pipe, out *portEntry, b *Batch, i uint16, ph *header.Parse
 	}
 	pkt := &q.b.Pkts[q.b.N]
 	copy(pkt.Head[HeadRoom:], p.scratch[:r])
-	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs, pkt.local = HeadRoom, r, r, 0, true
+	pkt.Off, pkt.Len, pkt.NHead, pkt.NSegs = HeadRoom, r, r, 0
 	pkt.Offload = offload.Meta{}
 	vid := p.vlan[i]
 	pkt.setTag(out.vlan.egressTagged(vid), p.tci[i]|vid)

@@ -282,7 +282,7 @@ func (w *Worker) releaseHop(c *config, k neighKey, mac uint64, now uint32) {
 		i := b.N
 		pkt := &b.Pkts[i]
 		frame := q.arena[hp.pos : hp.pos+hp.len]
-		pkt.Off, pkt.Len, pkt.local, pkt.Offload = HeadRoom, hp.len, true, hp.meta
+		pkt.Off, pkt.Len, pkt.Offload = HeadRoom, hp.len, hp.meta
 		pkt.NHead = copy(pkt.Head[HeadRoom:HeadRoom+min(hp.len, HeadLen)], frame)
 		pkt.NSegs = 0
 		if hp.len > pkt.NHead {
@@ -410,7 +410,7 @@ func (w *Worker) sendProbes(c *config) {
 		if !solicit(pkt, pr.out, pr.k, pr.mac) {
 			continue
 		}
-		pkt.local, pkt.Offload = true, offload.Meta{}
+		pkt.Offload = offload.Meta{}
 		p.routed[i], p.br[i], p.vlan[i], p.tci[i] = true, pr.out.br, pr.out.vlan, 0
 		p.live[i] = uint16(i)
 		b.N++

@@ -41,7 +41,6 @@ type Packet struct {
 	NHead int
 	Off   int // where the frame starts in Head
 	NSegs int
-	local bool // made by the switch (RARP): nothing to release
 	// Offload is what the sender's virtio-net header asked for (a partial
 	// checksum, TCP segmentation), validated; zero for complete frames.
 	// Its offsets count from the frame start (Head[Off]).

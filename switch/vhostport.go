@@ -165,7 +165,7 @@ func (p *VhostPort) receiveSplit(st *vhostuser.State, txq *virtio.SplitQueue, b 
 			drops.add(DropRunt, 1)
 			continue
 		}
-		pkt.Len, pkt.local, pkt.NSegs = frame, false, nseg
+		pkt.Len, pkt.NSegs = frame, nseg
 		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
@@ -209,7 +209,7 @@ func (p *VhostPort) receivePacked(st *vhostuser.State, txq *virtio.PackedQueue, 
 			drops.add(DropRunt, 1)
 			continue
 		}
-		pkt.Len, pkt.local, pkt.NSegs = frame, false, nseg
+		pkt.Len, pkt.NSegs = frame, nseg
 		prefetchHead(pkt, skip, hdrLen)
 		b.N++
 	}
@@ -338,7 +338,7 @@ func (p *VhostPort) injectRARP(b *Batch, c *PortCounters) {
 	mac := v &^ (1 << 63)
 	n := buildRARP(pkt.Head[HeadRoom:], mac)
 	pkt.Off = HeadRoom
-	pkt.Len, pkt.NHead, pkt.NSegs, pkt.local = n, n, 0, true
+	pkt.Len, pkt.NHead, pkt.NSegs = n, n, 0
 	pkt.Offload = offload.Meta{}
 	b.N++
 	c.RxPackets.Add(1)
