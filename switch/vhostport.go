@@ -245,11 +245,7 @@ func finishReceive(b *Batch, first, hdrLen int, snd sender, drops *dropTally, c 
 				}
 			}
 			pkt.NHead = copy(pkt.Head[HeadRoom:HeadRoom+want], s0[hdrLen:])
-			if rest := s0[hdrLen+want:]; len(rest) > 0 {
-				pkt.Segs[0] = rest
-			} else {
-				pkt.trim(hdrLen + want) // the first buffer is used up
-			}
+			pkt.trim(hdrLen + want)
 		} else {
 			if snd.on {
 				pkt.gather(vh[:hdrLen])

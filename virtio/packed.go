@@ -404,10 +404,23 @@ func (q *PackedQueue) Publish() bool {
 	}
 	headIdx, headWord := q.usedIdx, uint32(0)
 	if q.inOrder && q.nshadow > 1 && q.nothingWritten() {
-		headWord = q.publishInOrder()
+		headWord = q.writeInOrder()
+	} else {
+		headWord = q.writeEach()
 	}
-	for k := 0; k < q.nshadow; k++ {
-		e := q.shadow[k]
+	q.nshadow = 0
+	hw.StoreRelease32(&q.desc[headIdx].idFlags, headWord)
+	if q.callFd < 0 || q.notifyPending {
+		return false
+	}
+	q.notifyPending = true
+	return true
+}
+
+// writeEach writes one used element per chain of the shadow, all but the
+// first's flags, and returns that word for Publish to store last.
+func (q *PackedQueue) writeEach() (headWord uint32) {
+	for k, e := range q.shadow[:q.nshadow] {
 		flags := uint16(0)
 		if q.usedWrap {
 			flags = DescFAvail | DescFUsed
@@ -423,21 +436,22 @@ func (q *PackedQueue) Publish() bool {
 		} else {
 			d.idFlags = word
 		}
-		n := q.chainLen(e.id)
-		q.unnotified += uint32(n)
-		q.usedIdx += n
-		if q.usedIdx >= q.size {
-			q.usedIdx -= q.size
-			q.usedWrap = !q.usedWrap
-		}
+		q.advanceUsed(uint32(q.chainLen(e.id)))
 	}
-	q.nshadow = 0
-	hw.StoreRelease32(&q.desc[headIdx].idFlags, headWord)
-	if q.callFd < 0 || q.notifyPending {
-		return false
+	return headWord
+}
+
+// advanceUsed moves the used position past n descriptors, flipping the
+// wrap counter at each pass over the ring end (n > size only when a
+// guest reused buffer ids still in flight).
+func (q *PackedQueue) advanceUsed(n uint32) {
+	q.unnotified += n
+	idx := uint32(q.usedIdx) + n
+	for idx >= uint32(q.size) {
+		idx -= uint32(q.size)
+		q.usedWrap = !q.usedWrap
 	}
-	q.notifyPending = true
-	return true
+	q.usedIdx = uint16(idx)
 }
 
 // nothingWritten says no used element of the batch has a length.
@@ -450,34 +464,25 @@ func (q *PackedQueue) nothingWritten() bool {
 	return true
 }
 
-// publishInOrder is Publish for a batch of chains returned in the order
+// writeInOrder is writeEach for a batch of chains returned in the order
 // they were made available, with nothing written into them (a transmit
 // queue): with IN_ORDER one used element, carrying the last buffer's id,
 // stands for the whole batch (virtio 1.2, packed "In-order use of
-// descriptors"), as DPDK's dequeue
-// writes it. The driver then reads one descriptor line instead of one per
-// four chains. It leaves the shadow empty and returns the element's word
-// for Publish to store last.
-func (q *PackedQueue) publishInOrder() uint32 {
-	total := uint32(0)
-	for _, e := range q.shadow[:q.nshadow] {
-		total += uint32(q.chainLen(e.id))
-	}
+// descriptors"), as DPDK's dequeue writes it. The driver then reads one
+// descriptor line instead of one per four chains.
+func (q *PackedQueue) writeInOrder() (headWord uint32) {
 	flags := uint16(0)
 	if q.usedWrap {
 		flags = DescFAvail | DescFUsed
 	}
 	q.desc[q.usedIdx].len = 0
-	word := uint32(q.shadow[q.nshadow-1].id) | uint32(flags)<<16
-	q.unnotified += total
-	// The batch's chains were taken from the ring: total <= size.
-	idx := uint32(q.usedIdx) + total
-	if idx >= uint32(q.size) {
-		idx -= uint32(q.size)
-		q.usedWrap = !q.usedWrap
+	headWord = uint32(q.shadow[q.nshadow-1].id) | uint32(flags)<<16
+	total := uint32(0)
+	for _, e := range q.shadow[:q.nshadow] {
+		total += uint32(q.chainLen(e.id))
 	}
-	q.usedIdx, q.nshadow = uint16(idx), 0
-	return word
+	q.advanceUsed(total)
+	return headWord
 }
 
 // Notify interrupts the guest if its event suppression asks for what was
